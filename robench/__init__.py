@@ -1,0 +1,3 @@
+"""robench: corruption-robustness benchmarking for image classifiers."""
+
+__version__ = "0.1.0"

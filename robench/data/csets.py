@@ -1,0 +1,111 @@
+"""The official corruption releases (CIFAR-10-C, CIFAR-100-C) in their released layout.
+
+`<root>/CIFAR-10-C/<corruption>.npy`: uint8 (50000, 32, 32, 3), rows [(s-1)*10000, s*10000) hold
+severity s in test-set order; `labels.npy`: uint8 (50000,), the test labels tiled 5 times.
+Files are memory-mapped and read one severity slice at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robench.data.download import data_dir, extract_tar, fetch
+from robench.errors import RobenchError
+
+SEVERITIES = 5
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str  # e.g. cifar10-c
+    dataset: str  # the clean dataset whose test set it corrupts
+    record: int  # Zenodo record
+    filename: str
+    md5: str
+    size: int | None  # bytes, when known; lets a resumed download be checked before hashing
+
+    @property
+    def folder(self) -> str:
+        return self.filename.removesuffix(".tar")
+
+    @property
+    def url(self) -> str:
+        return f"https://zenodo.org/records/{self.record}/files/{self.filename}?download=1"
+
+
+RELEASES = {
+    r.name: r
+    for r in (
+        Release("cifar10-c", "cifar10", 2535967, "CIFAR-10-C.tar", "56bf5dcef84df0e2308c6dcbcbbd8499", 2_918_471_680),
+        Release("cifar100-c", "cifar100", 3555552, "CIFAR-100-C.tar", "11f0ed0f1191edbf9fa23466ae6021d3", None),
+    )
+}
+
+
+def release_for(dataset: str) -> Release | None:
+    return next((r for r in RELEASES.values() if r.dataset == dataset), None)
+
+
+def download(name: str) -> Path:
+    """Fetch (resumably), verify and extract a release into the data dir; returns its folder."""
+    if name not in RELEASES:
+        raise RobenchError(f"unknown corruption release '{name}'; choose one of: {', '.join(RELEASES)}")
+    release = RELEASES[name]
+    root = data_dir()
+    if (root / release.folder / "labels.npy").exists():
+        return root / release.folder
+    archive = fetch(release.url, root / release.filename, release.md5, name, size=release.size)
+    return extract_tar(archive, root, release.folder)
+
+
+def find(dataset: str, c_dir: str | Path | None = None) -> Path | None:
+    """The folder holding the official C-set for `dataset`, or None when it is not on disk."""
+    release = release_for(dataset)
+    if release is None:
+        return None
+    candidates = [Path(c_dir)] if c_dir else []
+    candidates += [data_dir() / release.folder]
+    for folder in candidates:
+        if (folder / "labels.npy").exists():
+            return folder
+        if (folder / release.folder / "labels.npy").exists():
+            return folder / release.folder
+    return None
+
+
+class OfficialCSet:
+    """Reads one (corruption, severity) slice of a released C-set as uint8 (N, 3, H, W)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.labels_all = self._load("labels")
+        if self.labels_all.ndim != 1 or self.labels_all.shape[0] % SEVERITIES:
+            raise RobenchError(f"{self.folder / 'labels.npy'} has shape {self.labels_all.shape}, "
+                               f"expected (5*N,); re-download the C-set")
+        self.n = self.labels_all.shape[0] // SEVERITIES
+
+    def _load(self, name: str) -> np.ndarray:
+        path = self.folder / f"{name}.npy"
+        if not path.exists():
+            raise RobenchError(f"missing {path}; run `robench data download` for this C-set or pass --c-dir")
+        try:
+            return np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise RobenchError(f"cannot read {path} ({e}); the file is truncated or not .npy, re-download it") from None
+
+    def labels(self) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.labels_all[: self.n], dtype=np.int64))
+
+    def images(self, corruption: str, severity: int) -> torch.Tensor:
+        array = self._load(corruption)
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != SEVERITIES * self.n or array.shape[3] != 3:
+            raise RobenchError(
+                f"{self.folder / corruption}.npy has {array.dtype} {array.shape}, expected uint8 "
+                f"({SEVERITIES * self.n}, H, W, 3); re-download the C-set"
+            )
+        rows = array[(severity - 1) * self.n : severity * self.n]
+        return torch.from_numpy(np.ascontiguousarray(rows)).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,131 @@
+"""Where data lives and how it arrives: cached, resumable, checksum-verified downloads.
+
+Nothing here is needed offline when the files are already in the data dir. Every failure a user can
+fix (offline, wrong checksum, truncated file) is a one-line `RobenchError` naming the file to put where.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from robench.errors import RobenchError
+
+_DATA_DIR_OVERRIDE: Path | None = None
+_CHUNK = 1 << 20
+
+
+def set_data_dir(path: str | os.PathLike | None) -> None:
+    """Process-wide override (the CLI's --data-dir); None returns to ROBENCH_DATA / the default."""
+    global _DATA_DIR_OVERRIDE
+    _DATA_DIR_OVERRIDE = Path(path).expanduser() if path else None
+
+
+def data_dir() -> Path:
+    """--data-dir, else $ROBENCH_DATA, else ~/.cache/robench."""
+    if _DATA_DIR_OVERRIDE is not None:
+        return _DATA_DIR_OVERRIDE
+    env = os.environ.get("ROBENCH_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "robench"
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(path: Path, md5: str, what: str) -> None:
+    actual = md5sum(path)
+    if actual != md5:
+        raise RobenchError(
+            f"{what}: checksum mismatch for {path} (md5 {actual}, expected {md5}); "
+            f"delete it and download again"
+        )
+
+
+def fetch(url: str, dest: Path, md5: str, what: str, size: int | None = None, timeout: float = 30.0) -> Path:
+    """Return dest, downloading url into it first if it is missing.
+
+    A partial download is kept as `<dest>.part` and resumed with an HTTP Range request next time.
+    The file is md5-verified before it is moved into place, so `dest` is never half-written.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "robench"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            resumed = have and response.status == 206
+            mode = "ab" if resumed else "wb"
+            total = size or (int(response.headers.get("Content-Length", 0)) + (have if resumed else 0))
+            _copy_with_progress(response, part, mode, have if resumed else 0, total, what)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise RobenchError(
+            f"{what}: cannot download {url} ({reason}); put the file at {dest} or connect to the internet"
+        ) from None
+    if size is not None and part.stat().st_size != size:
+        raise RobenchError(
+            f"{what}: download of {url} is incomplete ({part.stat().st_size} of {size} bytes); "
+            f"run the command again to resume"
+        )
+    try:
+        verify(part, md5, what)
+    except RobenchError:
+        part.unlink()
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def _copy_with_progress(response, part: Path, mode: str, done: int, total: int, what: str) -> None:
+    from robench.progress import progress_bar
+
+    with open(part, mode) as f, progress_bar(f"download {what}", total=total or None, unit="B") as bar:
+        bar.advance(done)
+        for block in iter(lambda: response.read(_CHUNK), b""):
+            f.write(block)
+            bar.advance(len(block))
+
+
+def extract_tar(archive: Path, into: Path, expect: str) -> Path:
+    """Extract a tar archive into `into`; `expect` is the top folder it must create.
+
+    Extraction goes to a temporary sibling folder that is renamed at the end, so an interrupted
+    extraction never leaves a half-filled `expect` folder behind.
+    """
+    target = into / expect
+    if target.exists():
+        return target
+    tmp = into / f".{expect}.extracting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            if sys.version_info >= (3, 12):
+                tar.extractall(tmp, filter="data")
+            else:
+                tar.extractall(tmp)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RobenchError(f"cannot extract {archive} ({e}); delete it and download again") from None
+    if not (tmp / expect).is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RobenchError(f"{archive} does not contain the folder {expect}/; delete it and download again")
+    os.replace(tmp / expect, target)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target

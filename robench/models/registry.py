@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from robench.errors import unknown_name
+from robench.models.resnet import resnet18
+from robench.models.small_cnn import small_cnn
+from robench.models.wide_resnet import wrn_40_2
+
+# name -> (constructor(num_classes) -> nn.Module, description)
+MODELS: dict[str, tuple[Callable[[int], nn.Module], str]] = {
+    "resnet18": (resnet18, "CIFAR ResNet-18 (3x3 stem, no max-pool), 11.2M params"),
+    "wrn-40-2": (wrn_40_2, "Wide ResNet 40-2 of the AugMix paper, 2.2M params"),
+    "small-cnn": (small_cnn, "small fast CNN for CPU work (~0.3M params)"),
+}
+
+
+class Normalized(nn.Module):
+    """Input normalisation inside the model: uint8 or [0, 1] float in, the backbone's logits out."""
+
+    def __init__(self, backbone: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+
+def build_model(name: str, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)) -> nn.Module:
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    backbone = MODELS[name][0](num_classes)
+    return Normalized(backbone, mean, std).to(memory_format=torch.channels_last)

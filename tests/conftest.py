@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The ../shared folder beside the clone (golden files, frost textures); skip when absent."""
+    if not (SHARED / "golden" / "cifar10c").is_dir():
+        pytest.skip(f"../shared not found at {SHARED}: golden-file tests need it beside the clone")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.cache/robench from a test."""
+    if "ROBENCH_DATA" not in os.environ or not os.environ["ROBENCH_DATA"].startswith(str(tmp_path_factory.getbasetemp())):
+        monkeypatch.setenv("ROBENCH_DATA", str(tmp_path_factory.mktemp("robench-data")))
+    from robench.data import download
+
+    download.set_data_dir(None)
