@@ -108,4 +108,4 @@ class OfficialCSet:
                 f"({SEVERITIES * self.n}, H, W, 3); re-download the C-set"
             )
         rows = array[(severity - 1) * self.n : severity * self.n]
-        return torch.from_numpy(np.ascontiguousarray(rows)).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(np.array(rows)).permute(0, 3, 1, 2).contiguous()  # copy out of the memmap
