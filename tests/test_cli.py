@@ -1,0 +1,201 @@
+"""train -> eval -> report through the CLI (Typer's CliRunner and a real subprocess) on tiny data."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+import formats
+from robench.cli import app
+from robench.data.download import data_dir
+
+runner = CliRunner()
+TINY = ["--dataset", "shapes10", "--model", "small-cnn", "--epochs", "2", "--batch-size", "64",
+        "--train-limit", "256", "--test-limit", "100", "--lr", "0.05"]
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def one_line_error(result, pattern: str):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robench: error:"), result.stderr
+    assert pattern in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny shapes10 run, trained once for the module."""
+    out = tmp_path_factory.mktemp("results")
+    result = invoke("train", *TINY, "--out-dir", out, "--name", "tiny")
+    assert result.exit_code == 0, result.output
+    return out / "tiny"
+
+
+def test_train_writes_the_run_folder_contract(trained):
+    assert {p.name for p in trained.iterdir()} == {"config.yaml", "checkpoint.pt", "metrics.csv", "run.json"}
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    assert config["epochs"] == 2 and config["lr"] == 0.05 and config["policy"] == "standard" and config["name"] == "tiny"
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    assert checkpoint["model"] == "small-cnn" and checkpoint["num_classes"] == 10 and checkpoint["epoch"] == 2
+    rows = list(csv.DictReader(open(trained / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {"epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"}
+    assert float(rows[-1]["lr"]) < 1e-6  # cosine reached its end, stepped per batch
+    run = json.loads((trained / "run.json").read_text())
+    for key in ("model", "policy", "dataset", "seed", "epochs", "parameters", "clean_error", "versions", "device", "wall_time_s"):
+        assert key in run
+    assert run["clean_error"] == pytest.approx(float(rows[-1]["test_error"]), abs=1e-2)
+    assert run["parameters"] == sum(t.numel() for k, t in checkpoint["state_dict"].items()
+                                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked", "mean", "std")))
+
+
+def test_training_is_reproducible_from_the_seed(trained, tmp_path):
+    result = invoke("train", "--config", trained / "config.yaml", "--out-dir", tmp_path, "--name", "again")
+    assert result.exit_code == 0, result.output
+    a = torch.load(trained / "checkpoint.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "again" / "checkpoint.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_yaml_supplies_defaults_and_flags_override(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: shapes10\nmodel: small-cnn\nepochs: 5\nbatch-size: 64\ntrain_limit: 128\ntest_limit: 50\nlabel_smoothing: 0.1\n")
+    result = invoke("train", "--config", recipe, "--epochs", "1", "--out-dir", tmp_path, "--name", "r")
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert config["epochs"] == 1 and config["label_smoothing"] == 0.1 and config["batch_size"] == 64
+
+
+def test_eval_generated_and_report(trained, tmp_path):
+    result = invoke("eval", trained, "--corruptions", "gaussian_noise,contrast", "--severities", "1,5", "--batch-size", "64")
+    assert result.exit_code == 0, result.output
+    out = trained / "eval" / "shapes10-generated.csv"
+    rows = list(csv.DictReader(open(out)))
+    assert [(r["corruption"], r["severity"]) for r in rows] == [
+        ("clean", "0"), ("gaussian_noise", "1"), ("gaussian_noise", "5"), ("contrast", "1"), ("contrast", "5")]
+    assert set(rows[0]) == {"corruption", "severity", "n", "correct", "error", "dataset", "source", "seed"}
+    assert all(r["n"] == "100" and r["source"] == "generated" for r in rows)
+    assert float(rows[0]["error"]) == pytest.approx(100 * (1 - int(rows[0]["correct"]) / 100), abs=1e-3)
+    # The same cells again, with another batch size: identical counts (chunk-keyed randomness).
+    again = invoke("eval", trained, "--corruptions", "gaussian_noise", "--severities", "5", "--batch-size", "1000")
+    assert again.exit_code == 0, again.output
+    rows2 = {(r["corruption"], r["severity"]): r for r in csv.DictReader(open(out))}
+    assert rows2[("gaussian_noise", "5")]["correct"] == rows[2]["correct"]
+    assert ("contrast", "1") in rows2  # cells of the earlier evaluation are kept
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["source"] == "generated" and meta["n"] == 100
+    report = invoke("report", trained.parent, "--out", tmp_path / "board.md")
+    assert report.exit_code == 0, report.output
+    assert "| tiny" in report.stdout and "small-cnn" in report.stdout
+    assert (tmp_path / "board.md").read_text().startswith("## Leaderboard")
+    csv_out = invoke("report", trained.parent, "--out", tmp_path / "board.csv")
+    assert csv_out.exit_code == 0 and (tmp_path / "board.csv").read_text().startswith("run,model,policy")
+
+
+def test_cifar10_official_eval_on_tiny_real_format_files(tmp_path):
+    """A tiny CIFAR-10 (extracted from a real-format tarball) and a tiny official C-set, through the CLI."""
+    tarball = formats.cifar_tarball(tmp_path, n_train=64, n_test=40)
+    import tarfile
+
+    with tarfile.open(tarball) as tar:
+        tar.extractall(data_dir())
+    images, labels = formats.cifar_test_split(tarball)
+    formats.official_cset(data_dir() / "CIFAR-10-C", images, labels,
+                          darken={1: 0, 2: 255, 3: 255, 4: 255, 5: 255})
+    result = invoke("train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1", "--batch-size", "32",
+                    "--out-dir", tmp_path / "results", "--name", "c10")
+    assert result.exit_code == 0, result.output
+    result = invoke("eval", tmp_path / "results" / "c10", "--corruptions", "fog,snow", "--batch-size", "16")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "results" / "c10" / "eval" / "cifar10-official.csv")))
+    errors = {(r["corruption"], int(r["severity"])): float(r["error"]) for r in rows}
+    assert len(rows) == 1 + 2 * 5 and rows[1]["source"] == "official"
+    # Severity 1 rows are the clean images themselves: same error as clean.
+    assert errors[("fog", 1)] == errors[("clean", 0)] == errors[("snow", 1)]
+    # --source official with no C-set for the dataset: one-line error.
+    one_line_error(invoke("eval", tmp_path / "results" / "c10", "--source", "official", "--c-dir", tmp_path / "none",
+                          "--dataset", "cifar100"), "no official corruption release")
+
+
+def test_hf_parquet_dataset_through_the_cli(tmp_path):
+    pytest.importorskip("datasets")
+    folder = formats.hf_parquet_dataset(tmp_path / "hfset")
+    result = invoke("train", "--dataset", f"hf:{folder}", "--image-column", "picture", "--label-column", "category",
+                    "--model", "small-cnn", "--epochs", "1", "--batch-size", "16", "--out-dir", tmp_path, "--name", "hf")
+    assert result.exit_code == 0, result.output
+    result = invoke("eval", tmp_path / "hf", "--corruptions", "none")
+    assert result.exit_code == 0, result.output
+    assert list((tmp_path / "hf" / "eval").glob("*generated.csv"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--dataset", "cifar11"], "unknown dataset 'cifar11'"),
+    (["train", "--model", "resnet9000", "--dataset", "shapes10"], "unknown model 'resnet9000'"),
+    (["train", "--policy", "magic", "--dataset", "shapes10"], "unknown policy 'magic'"),
+    (["train", "--jsd", "--dataset", "shapes10"], "--jsd needs --policy augmix"),
+    (["train", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["eval", "/nonexistent-run"], "not a run folder"),
+    (["report", "/nonexistent-results"], "does not exist"),
+    (["list", "nonsense"], "unknown list"),
+    (["data", "download", "imagenet"], "unknown download"),
+])
+def test_user_mistakes_are_one_line_errors_with_nothing_written(args, message, tmp_path):
+    result = invoke(*args, *(["--out-dir", tmp_path / "r"] if args[0] == "train" else []))
+    one_line_error(result, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_argument_errors(trained):
+    one_line_error(invoke("eval", trained, "--severities", "0-9"), "bad --severities")
+    one_line_error(invoke("eval", trained, "--corruptions", "rain"), "unknown corruption 'rain'")
+    one_line_error(invoke("eval", trained, "--source", "official"), "no official corruption release")
+
+
+def test_existing_run_folder_is_not_overwritten_silently(trained):
+    result = invoke("train", *TINY, "--out-dir", trained.parent, "--name", "tiny")
+    one_line_error(result, "already holds a run")
+
+
+def test_corrupt_checkpoint_is_one_line_error(tmp_path, trained):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained, broken, ignore=shutil.ignore_patterns("eval"))
+    (broken / "checkpoint.pt").write_bytes((broken / "checkpoint.pt").read_bytes()[:1000])
+    one_line_error(invoke("eval", broken, "--corruptions", "none"), "cannot load checkpoint")
+    assert not (broken / "eval").exists()
+
+
+def test_list_prints_every_registry():
+    result = invoke("list")
+    assert result.exit_code == 0
+    for word in ("datasets:", "shapes10", "models:", "wrn-40-2", "policies:", "augmix", "mixers:", "cutmix",
+                 "corruptions:", "jpeg_compression", "optimizers:", "adabound"):
+        assert word in result.stdout
+
+
+def test_subprocess_entry_points_and_usage_errors(tmp_path):
+    env = {**os.environ, "ROBENCH_DATA": str(tmp_path)}
+    ok = subprocess.run([sys.executable, "-m", "robench", "list", "models"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and "resnet18" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "robench", "train", "--epochs", "many"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "robench: error:" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "robench", "eval", str(tmp_path / "nope")], capture_output=True,
+                             text=True, env=env)
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+    helps = subprocess.run([sys.executable, "-m", "robench", "eval", "--help"], capture_output=True, text=True, env=env)
+    assert "Example: robench eval" in helps.stdout
