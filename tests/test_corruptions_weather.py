@@ -1,0 +1,171 @@
+"""frost and fog: golden statistics, texture handling, and the corruption contract."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from robench.corruptions import corrupt, frost_textures
+from robench.corruptions.weather import plasma_fractal
+from robench.data import download
+from robench.errors import RobenchError
+
+FROST_FILES = [name for name, *_ in frost_textures.FILES]
+
+
+@pytest.fixture
+def frost_dir(shared_dir, tmp_path, monkeypatch):
+    """A data dir holding the real frost photographs (copied from shared/, never downloaded)."""
+    (tmp_path / "frost").mkdir()
+    for name in FROST_FILES:
+        shutil.copy(shared_dir / "frost" / name, tmp_path / "frost" / name)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path))
+    download.set_data_dir(None)
+    frost_textures.clear_cache()
+    yield tmp_path
+    frost_textures.clear_cache()
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty data dir and no network: frost must fall back to the procedural textures."""
+
+    def no_fetch(url, dest, md5, what, size=None, **_):
+        raise RobenchError(f"{what}: cannot download {url} (offline)")
+
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(download, "fetch", no_fetch)
+    download.set_data_dir(None)
+    frost_textures.clear_cache()
+    yield
+    frost_textures.clear_cache()
+
+
+def golden_inputs(shared_dir) -> torch.Tensor:
+    return torch.from_numpy(np.load(shared_dir / "golden" / "cifar10c" / "inputs.npy")).permute(0, 3, 1, 2).contiguous()
+
+
+def psnr_and_mean(out: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+    """The golden files' statistics: per-image PSNR over all values (peak 255), averaged; mean intensity."""
+    diff = out.double() - clean.double()
+    mse = diff.pow(2).flatten(1).mean(1)
+    return (10 * torch.log10(255.0**2 / mse)).mean().item(), out.double().mean().item()
+
+
+def check_golden_stats(shared_dir, name: str, copies: int = 4) -> None:
+    """Mean PSNR and intensity per severity within random_stats.json's tolerance. The 128 inputs are
+    repeated `copies` times (each copy gets its own draws) to steady the estimate."""
+    stats = json.loads((shared_dir / "golden" / "cifar10c" / "random_stats.json").read_text())[name]
+    clean = golden_inputs(shared_dir).repeat(copies, 1, 1, 1)
+    for row in stats:
+        out = corrupt(clean, name, row["severity"], seed=row["severity"])
+        psnr, mean = psnr_and_mean(out, clean)
+        assert abs(psnr - row["psnr"]) <= row["tol_psnr"], (name, row, psnr)
+        assert abs(mean - row["mean"]) <= row["tol_mean"], (name, row, mean)
+
+
+def test_frost_matches_golden_statistics(frost_dir, shared_dir):
+    check_golden_stats(shared_dir, "frost")
+    assert frost_textures.texture_source() == "hendrycks/robustness"
+
+
+def test_fog_matches_golden_statistics(shared_dir):
+    check_golden_stats(shared_dir, "fog")
+
+
+def test_frost_textures_are_the_photographs_shrunk_by_subsampling(frost_dir, shared_dir):
+    """At 32 px the generator's cv2.resize(fx=0.2) is exactly [2::5, 2::5] of the RGB photograph."""
+    from PIL import Image
+
+    bank = frost_textures.texture_bank(32, 32, "cpu")
+    for i, name in enumerate(FROST_FILES):
+        with Image.open(shared_dir / "frost" / name) as image:
+            expected = torch.from_numpy(np.asarray(image.convert("RGB"))[2::5, 2::5].copy())
+        h, w = bank.sizes[i].tolist()
+        assert torch.equal(bank.textures[i, :h, :w], expected), name
+
+
+def test_frost_is_a_weighted_sum_with_a_window_of_a_texture(frost_dir):
+    """On black images, frost at severity 2 is floor(0.3 * window) of one of the five textures,
+    with windows starting strictly before the last position (randint's exclusive bound)."""
+    bank = frost_textures.texture_bank(32, 32, "cpu")
+    out = corrupt(torch.zeros(32, 3, 32, 32, dtype=torch.uint8), "frost", 2, seed=3).double()
+    used = set()
+    for image in out:
+        found = False
+        for t in range(5):
+            h, w = bank.sizes[t].tolist()
+            tex = (0.3 * bank.textures[t, :h, :w].double()).floor().permute(2, 0, 1)
+            # Candidate starts whose top-left pixel matches, then the whole window; starts at the
+            # last position (h - 32 or w - 32) are never drawn.
+            candidates = (tex[:, : h - 31, : w - 31] == image[:, :1, :1]).all(0).nonzero().tolist()
+            for r, c in candidates:
+                if torch.equal(tex[:, r : r + 32, c : c + 32], image):
+                    assert r < h - 32 and c < w - 32
+                    found = True
+                    used.add(t)
+        assert found
+    assert len(used) >= 3  # several textures get drawn
+
+
+def test_frost_offline_falls_back_to_procedural_with_one_warning(offline, capfd):
+    images = torch.full((4, 3, 32, 32), 100, dtype=torch.uint8)
+    out = corrupt(images, "frost", 3, seed=0)
+    assert frost_textures.texture_source() == "procedural"
+    corrupt(images, "frost", 3, seed=1)
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "procedural" in err and "frost" in err
+    assert out.dtype == torch.uint8 and out.shape == images.shape
+    assert (out.double().mean() - 100).abs() > 5  # frost lightens/darkens noticeably
+
+
+def test_procedural_textures_resemble_the_photographs():
+    """Same colour statistics per texture, so frost keeps its strength offline."""
+    for t, (mean, std) in zip(frost_textures.procedural_textures(), frost_textures._STATS):
+        sub = t[2::5, 2::5].double()
+        assert torch.allclose(sub.mean((0, 1)), torch.tensor(mean, dtype=torch.float64), atol=3)
+        assert torch.allclose(sub.std((0, 1)), torch.tensor(std, dtype=torch.float64), rtol=0.1)
+
+
+def test_plasma_maps_are_normalised_and_per_image():
+    maps = plasma_fractal(8, 32, 2.0, torch.Generator().manual_seed(0), "cpu")
+    assert maps.shape == (8, 32, 32) and maps.dtype == torch.float64
+    assert torch.all(maps.amin((1, 2)) == 0) and torch.all(maps.amax((1, 2)) == 1)
+    assert not torch.equal(maps[0], maps[1])
+
+
+def test_fog_brightens_by_the_plasma_and_rescales_by_the_image_maximum():
+    """A flat grey image stays flat in colour (same map on all channels) and keeps the max/(max+t) law."""
+    images = torch.full((2, 3, 32, 32), 128, dtype=torch.uint8)
+    out = corrupt(images, "fog", 5, seed=0).double()
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    x, t = 128 / 255, 1.5
+    low, high = (x * x / (x + t)) * 255, ((x + t) * x / (x + t)) * 255
+    assert out.min() >= np.floor(low) and out.max() <= np.floor(high) + 1
+    assert out.min() <= low + 1 and out.max() >= high - 1  # the map spans [0, 1]
+
+
+@pytest.mark.parametrize("name", ["frost", "fog"])
+def test_contract(name, frost_dir):
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    out = corrupt(images, name, 3, seed=7)
+    assert out.dtype == torch.uint8 and out.shape == images.shape and out.device == images.device
+    assert torch.equal(out, corrupt(images, name, 3, seed=7))  # deterministic for a seed
+    assert not torch.equal(out, corrupt(images, name, 3, seed=8))  # seeds matter
+    same = images[:1].repeat(4, 1, 1, 1)
+    outs = corrupt(same, name, 3, seed=0)
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[2], outs[3])  # per-image draws
+    odd = torch.randint(0, 256, (3, 3, 48, 40), dtype=torch.uint8, generator=gen)
+    out = corrupt(odd, name, 3, seed=0)
+    assert out.shape == odd.shape and (out.int() - odd.int()).abs().float().mean() > 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["frost", "fog"])
+def test_cuda_keeps_device(name, frost_dir):
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    out = corrupt(images, name, 4, seed=0)
+    assert out.device == images.device and out.dtype == torch.uint8
