@@ -7,6 +7,7 @@ Files are memory-mapped and read one severity slice at a time.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,46 @@ class OfficialCSet:
             )
         rows = array[(severity - 1) * self.n : severity * self.n]
         return torch.from_numpy(np.array(rows)).permute(0, 3, 1, 2).contiguous()  # copy out of the memmap
+
+
+def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,
+                    batch_size: int = 1000, on_cell=None) -> Path:
+    """Write a C-set in the official layout from robench's own corruptions.
+
+    `<out>/<corruption>.npy` uint8 (5N, H, W, 3) severity-major and `labels.npy` (uint8 when the
+    labels fit, the test labels tiled 5 times). The corruptions are drawn exactly as `robench eval
+    --source generated` draws them (same chunk-keyed seeds), so evaluating these files gives the
+    same numbers. Each file is filled through a temporary memmap and renamed when complete.
+    """
+    from robench.evaluate import generated_batches
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n, _, h, w = images.shape
+    label_dtype = np.uint8 if int(labels.max()) < 256 else np.int64
+    _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), SEVERITIES))
+    for name in corruptions:
+        tmp = out / f".{name}.npy.partial"
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(SEVERITIES * n, h, w, 3))
+        try:
+            for severity in range(1, SEVERITIES + 1):
+                for start, batch in generated_batches(images, name, severity, seed, batch_size):
+                    rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
+                    array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
+                if on_cell:
+                    on_cell(name, severity)
+            array.flush()
+            del array
+            os.replace(tmp, out / f"{name}.npy")
+        except BaseException:
+            del array
+            tmp.unlink(missing_ok=True)
+            raise
+    return out
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)

@@ -14,7 +14,7 @@ from robench.models.wide_resnet import wrn_40_2
 MODELS: dict[str, tuple[Callable[[int], nn.Module], str]] = {
     "resnet18": (resnet18, "CIFAR ResNet-18 (3x3 stem, no max-pool), 11.2M params"),
     "wrn-40-2": (wrn_40_2, "Wide ResNet 40-2 of the AugMix paper, 2.2M params"),
-    "small-cnn": (small_cnn, "small fast CNN for CPU work (~0.3M params)"),
+    "small-cnn": (small_cnn, "small fast CNN for CPU work (6 conv layers, 16-32-64 channels, 0.07M params)"),
 }
 
 
