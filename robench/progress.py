@@ -1,4 +1,4 @@
-"""rich progress bars for long work, shown only when stderr is a terminal."""
+"""rich progress bars for long work (drawn on stderr), shown only when stdout and stderr are terminals."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class _Bar:
 @contextlib.contextmanager
 def progress_bar(description: str, total: float | None, unit: str = "img"):
     """A bar with a rate column (images/s, B/s); a silent no-op when not attached to a terminal."""
-    if not sys.stderr.isatty():
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):
         yield _Bar(None, None)
         return
     from rich.console import Console
