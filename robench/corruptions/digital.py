@@ -1,0 +1,211 @@
+"""Digital corruptions: brightness, contrast, saturate (float64, like the generator) and pixelate.
+
+brightness and saturate go through scikit-image's HSV conversion, restated exactly (see
+`rgb_to_hsv` / `hsv_to_rgb`); contrast scales each channel about its own mean. All three are
+float64 because the generator's final `np.uint8` truncation turns last-bit differences into
++-1 errors on values that land on an integer.
+
+pixelate is Pillow's BOX resize down to `int(size * c)` and back up, in Pillow's fixed-point
+arithmetic, as two small matrix products per pass (precomputed per size).
+
+Other image sizes: the only size-bound parameter here is pixelate's intermediate size; it is
+`int(H * c)` by `int(W * c)`, exactly as the ImageNet-C generator's `int(224 * c)`, so at 32x32
+the CIFAR sizes 30, 28, 27, 24, 20 come out unchanged. The other three have no size-bound
+parameters.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache, wraps
+
+import torch
+
+from robench.corruptions._ops import to_unit
+from robench.corruptions.registry import register
+
+# On CPU a batch is processed in chunks of about this many pixels per channel (256 images of
+# 32x32): the float64 intermediates then stay in cache and skip the page faults of fresh large
+# allocations, 3-5x faster than whole 10,000-image batches. GPUs take the batch whole.
+CPU_CHUNK_PIXELS = 1 << 18
+
+
+def in_chunks(fn):
+    """Run a deterministic fn(images, severity, generator) over CPU chunks of the batch."""
+
+    @wraps(fn)
+    def run(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+        step = max(1, CPU_CHUNK_PIXELS // (images.shape[2] * images.shape[3]))
+        if images.device.type != "cpu" or images.shape[0] <= step:
+            return fn(images, severity, generator)
+        out = torch.empty_like(images)
+        for start in range(0, images.shape[0], step):
+            out[start : start + step] = fn(images[start : start + step], severity, generator)
+        return out
+
+    return run
+
+
+# ---------------------------------------------------------------- HSV (scikit-image semantics)
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """skimage.color.rgb2hsv on (N, 3, H, W) floats in [0, 1]; returns H, S, V, each (N, H, W).
+
+    Hue comes from the channel holding the maximum; on ties blue wins over green over red,
+    because skimage assigns red, then green, then blue, each overwriting the previous.
+    """
+    r, g, b = rgb.unbind(1)
+    v = rgb.amax(1)
+    delta = v - rgb.amin(1)
+    grey = delta == 0
+    blue_max = b == v
+    green_max = (g == v) & ~blue_max
+    # (numerator, offset) of the hue sextant: red (g-b, 0), green (b-r, 2), blue (r-g, 4).
+    num = torch.where(blue_max, r - g, torch.where(green_max, b - r, g - b))
+    offset = blue_max * 4.0 + green_max * 2.0  # + 0.0 leaves red's quotient bit-identical
+    h = torch.remainder((num / delta.masked_fill(grey, 1.0) + offset) / 6.0, 1.0).masked_fill_(grey, 0.0)
+    s = (delta / v.masked_fill(grey, 1.0)).masked_fill_(grey, 0.0)  # max == min: S = 0 (also V = 0)
+    return h, s, v
+
+
+def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """skimage.color.hsv2rgb of H, S, V (each (N, H, W), in [0, 1]); returns (N, 3, H, W).
+
+    skimage computes p = v(1-s), q = v(1-fs), t = v(1-(1-f)s) and gives, for the sextant
+    hi = uint8(floor(6H)) % 6, (R, G, B) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q).
+    Every pixel thus needs v, p and one of q (odd hi) or t (even hi); the same float
+    operations are done here on whole planes, and the sextant only routes them to channels.
+    """
+    h6 = h * 6.0
+    hi_f = torch.floor(h6)
+    f = h6 - hi_f
+    hi = hi_f.to(torch.uint8).remainder_(6)  # 6H == 6.0 (H a hair under 1) wraps to sextant 0
+    odd = (hi & 1).bool()
+    p = (1 - s).mul_(v)
+    m = torch.where(odd, f, 1 - f).mul_(s).neg_().add_(1).mul_(v)  # q on odd sextants, t on even
+    v_at_r, v_at_b = (hi == 0) | (hi == 5), (hi == 3) | (hi == 4)
+    p_at_r, p_at_b = (hi == 2) | (hi == 3), hi <= 1
+    r = torch.where(v_at_r, v, torch.where(p_at_r, p, m))
+    b = torch.where(v_at_b, v, torch.where(p_at_b, p, m))
+    g = torch.where(v_at_r | v_at_b, torch.where(p_at_r | p_at_b, m, p), v)
+    return torch.stack((r, g, b), 1)
+
+
+def _finish_(unit: torch.Tensor) -> torch.Tensor:
+    """In place `np.uint8(clip(x, 0, 1) * 255)`: the uint8 cast truncates, like numpy's."""
+    return unit.clamp_(0, 1).mul_(255).to(torch.uint8)
+
+
+# ---------------------------------------------------------------- brightness, saturate, contrast
+
+BRIGHTNESS = (0.05, 0.1, 0.15, 0.2, 0.3)
+SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))
+CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
+PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
+
+
+@register("brightness", random=False)
+@in_chunks
+def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    c = BRIGHTNESS[severity - 1]
+    h, s, v = rgb_to_hsv(to_unit(images))
+    return _finish_(hsv_to_rgb(h, s, (v + c).clamp_(0, 1)))
+
+
+@register("saturate", random=False)
+@in_chunks
+def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    # At severities 4-5 the offset gives grey pixels (hue 0) saturation 0.1/0.2: a red tint,
+    # as in the generator.
+    scale, offset = SATURATE[severity - 1]
+    h, s, v = rgb_to_hsv(to_unit(images))
+    return _finish_(hsv_to_rgb(h, (s * scale + offset).clamp_(0, 1), v))
+
+
+@register("contrast", random=False)
+@in_chunks
+def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    c = CONTRAST[severity - 1]
+    x = to_unit(images)
+    # Per image and channel. numpy's mean over axes (0, 1) of an (H, W, 3) array adds the pixels
+    # one after another (no pairwise summation, since the channel axis is the inner loop); the
+    # last entry of a cumulative sum reproduces that order on CPU, so no value flips by 1.
+    n, ch, h, w = x.shape
+    means = x.reshape(n, ch, h * w).cumsum(2)[:, :, -1:].unsqueeze(3) / (h * w)
+    return _finish_((x - means).mul_(c).add_(means))
+
+
+# ---------------------------------------------------------------- pixelate (Pillow BOX resize)
+
+_PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling: 32 - 8 - 2
+
+
+@lru_cache(maxsize=None)
+def _box_coefficients(in_size: int, out_size: int) -> tuple[tuple[int, ...], ...]:
+    """Pillow's BOX resampling coefficients (out_size x in_size), as fixed-point integers.
+
+    Restates Pillow's precompute_coeffs in the same double arithmetic: the window of output
+    pixel i is centred on (i + 0.5) * scale; an input pixel gets weight 1 when its centre lies
+    in the box (-0.5, 0.5] * max(scale, 1) around it (not area coverage), then the weights are
+    normalised and rounded to integers over 2^22.
+    """
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    rows = []
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        weights = [1.0 if -0.5 < (x - center + 0.5) / filterscale <= 0.5 else 0.0 for x in range(lo, hi)]
+        total = sum(weights)
+        row = [0] * in_size
+        for x, w in zip(range(lo, hi), weights):
+            w = w / total if total != 0 else w
+            row[x] = int(0.5 + w * (1 << _PRECISION_BITS))
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _resample_matrix(in_size: int, out_size: int, device) -> torch.Tensor:
+    return torch.tensor(_box_coefficients(in_size, out_size), dtype=torch.float64, device=device)
+
+
+def _fixed_point(acc: torch.Tensor) -> torch.Tensor:
+    """Pillow's clip8((2^21 + sum k*v) >> 22); float64 holds these integers (< 2^31) exactly."""
+    half = float(1 << (_PRECISION_BITS - 1))
+    return torch.floor((acc + half) * (1.0 / (1 << _PRECISION_BITS))).clamp_(0, 255)
+
+
+def box_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pillow `resize((width, height), BOX)` of float64 (N, C, H, W) holding uint8 values.
+
+    Horizontal pass first, rounded to uint8, then the vertical pass, as Pillow does. A pass
+    whose size does not change is skipped, as in Pillow.
+    """
+    if width != x.shape[3]:
+        x = _fixed_point(x @ _resample_matrix(x.shape[3], width, x.device).T)
+    if height != x.shape[2]:
+        x = _fixed_point(_resample_matrix(x.shape[2], height, x.device) @ x)
+    return x
+
+
+def _nearest_index(in_size: int, out_size: int, device) -> torch.Tensor:
+    # Pillow's BOX upscale gives each output pixel exactly one source pixel, floor((i+0.5)*in/out).
+    scale = in_size / out_size
+    return torch.tensor([int((i + 0.5) * scale) for i in range(out_size)], device=device)
+
+
+def pixelate_size(size: int, severity: int) -> int:
+    return max(1, int(size * PIXELATE[severity - 1]))
+
+
+@register("pixelate", random=False)
+@in_chunks
+def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    h, w = images.shape[2:]
+    sh, sw = pixelate_size(h, severity), pixelate_size(w, severity)
+    small = box_resize(images.to(torch.float64), sh, sw).to(torch.uint8)
+    rows = _nearest_index(sh, h, images.device)
+    cols = _nearest_index(sw, w, images.device)
+    return small.index_select(2, rows).index_select(3, cols)
