@@ -1,0 +1,96 @@
+"""The contract of `corrupt()` for all 19 corruptions (the per-corruption fidelity tests live in
+the test files of each corruption module)."""
+
+import pytest
+import torch
+
+from robench.corruptions import CORRUPTIONS, EXTRA, STANDARD, corrupt, get_corruption
+from robench.errors import RobenchError
+
+OFFICIAL_STANDARD = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog",
+    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+OFFICIAL_EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+DETERMINISTIC = {
+    "defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression", "gaussian_blur", "saturate",
+}
+
+
+def images(n: int = 4, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    """Smooth colourful images with some saturated and dark areas, uint8 (N, 3, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 3, 5, 5, generator=g)
+    x = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+    x = (x * 230 + 10).to(torch.uint8)
+    x[:, :, : h // 5, : w // 5] = 250
+    return x
+
+
+def test_registry_lists_the_19_names_in_official_order():
+    assert STANDARD == OFFICIAL_STANDARD
+    assert EXTRA == OFFICIAL_EXTRA
+    assert CORRUPTIONS == OFFICIAL_STANDARD + OFFICIAL_EXTRA
+    assert len(set(CORRUPTIONS)) == 19
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_every_name_is_registered_with_its_randomness(name):
+    assert get_corruption(name).random == (name not in DETERMINISTIC)
+
+
+def test_unknown_name_is_a_user_error_listing_the_choices():
+    with pytest.raises(RobenchError, match="gaussian_noise"):
+        corrupt(images(1), "gaussian_noize", 1)
+
+
+@pytest.mark.parametrize("severity", [0, 6, -1])
+def test_severity_out_of_range_is_a_user_error(severity):
+    with pytest.raises(RobenchError, match="severity"):
+        corrupt(images(1), "brightness", severity)
+
+
+def test_wrong_dtype_or_shape_is_a_user_error():
+    with pytest.raises(RobenchError):
+        corrupt(images(1).float(), "contrast", 1)
+    with pytest.raises(RobenchError):
+        corrupt(images(1)[:, :1], "contrast", 1)
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_uint8_same_shape_and_device_and_deterministic_for_a_seed(name):
+    x = images(4)
+    for severity in (1, 5):
+        out = corrupt(x, name, severity, seed=7)
+        assert out.dtype == torch.uint8 and out.shape == x.shape and out.device == x.device
+        assert torch.equal(out, corrupt(x, name, severity, seed=7)), (name, severity)
+    assert torch.equal(x, images(4)), "the input must not be modified"
+
+
+@pytest.mark.parametrize("name", [n for n in CORRUPTIONS if n not in DETERMINISTIC])
+def test_random_corruptions_change_with_the_seed(name):
+    x = images(4)
+    assert not torch.equal(corrupt(x, name, 3, seed=0), corrupt(x, name, 3, seed=1))
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC))
+def test_deterministic_corruptions_ignore_the_seed(name):
+    x = images(2)
+    assert torch.equal(corrupt(x, name, 3, seed=0), corrupt(x, name, 3, seed=1))
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_an_empty_batch_works(name):
+    out = corrupt(torch.zeros(0, 3, 32, 32, dtype=torch.uint8), name, 2)
+    assert out.shape == (0, 3, 32, 32) and out.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_a_48x40_image_works_and_is_changed(name):
+    x = images(2, 48, 40)
+    for severity in (1, 5):
+        out = corrupt(x, name, severity)
+        assert out.shape == x.shape and out.dtype == torch.uint8
+    assert not torch.equal(out, x), name
