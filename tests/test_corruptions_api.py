@@ -94,3 +94,42 @@ def test_a_48x40_image_works_and_is_changed(name):
         out = corrupt(x, name, severity)
         assert out.shape == x.shape and out.dtype == torch.uint8
     assert not torch.equal(out, x), name
+
+
+def test_preview_grid_layout_rows_are_corruptions_columns_clean_then_severities():
+    from robench.corruptions import preview
+
+    x = images(2, 16, 12)
+    grid = preview.preview_grid(x, ["contrast", "pixelate"], severities=[1, 5], seed=3)
+    group_w = 2 * 12 + preview.GAP
+    assert grid.dtype == torch.uint8
+    assert grid.shape == (3, 2 * 16 + preview.GROUP_GAP, 3 * group_w + 2 * preview.GROUP_GAP)
+    row1 = 16 + preview.GROUP_GAP
+    second = 12 + preview.GAP
+    assert torch.equal(grid[:, row1 : row1 + 16, second : second + 12], x[1])  # clean column, row 2
+    left = 2 * (group_w + preview.GROUP_GAP)  # severity 5 group
+    assert torch.equal(grid[:, row1 : row1 + 16, left : left + 12], corrupt(x, "pixelate", 5, seed=3)[0])
+    assert (grid[:, :, 12] == preview.BACKGROUND).all()  # the 1-px gap between images
+
+
+def test_preview_rejects_bad_input():
+    from robench.corruptions import preview
+
+    with pytest.raises(RobenchError):
+        preview.preview_grid(images(1).float(), ["contrast"])
+    with pytest.raises(RobenchError):
+        preview.preview_grid(images(1), ["no_such_corruption"])
+
+
+def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    import numpy as np
+
+    from robench.corruptions import preview
+
+    grid = preview.preview_grid(images(2), ["brightness"], severities=[2])
+    path = preview.save_png(grid, tmp_path / "sub" / "preview.png")
+    assert np.array_equal(np.asarray(Image.open(path)), grid.permute(1, 2, 0).numpy())
+    assert sorted(p.name for p in path.parent.iterdir()) == ["preview.png"]
+    with pytest.raises(RobenchError, match="cannot write"):
+        preview.save_png(grid, path / "inside_a_file.png")
