@@ -15,6 +15,14 @@ BILINEAR = F.InterpolationMode.BILINEAR
 N, H, W = 96, 40, 36  # odd, non-square size on purpose
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: avoid thread hand-offs on a busy machine
+    yield
+    torch.set_num_threads(threads)
+
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     """Random images plus the awkward cases: gray (r = g = b), few levels, flat, dark."""

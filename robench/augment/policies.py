@@ -1,0 +1,500 @@
+"""Augmentation policies as batched programs with per-sample randomness.
+
+`make_policy(name, **params)` returns a callable `policy(images, generator=None)`: images are uint8
+(N, 3, H, W) on any device; every image draws its own crop, ops, magnitudes and weights from
+`generator` (a torch.Generator on the images' device; the default generator when None). The
+output is uint8, except augmix, which returns float32 in [0, 1] (a convex mix of images).
+`policy(images, generator, return_params=True)` also returns a dict of the per-sample draws, so
+tests (and curious users) can rebuild any image by hand.
+
+Base crop+flip: every policy but none/standard/simple first applies the standard CIFAR crop+flip
+(a random crop of the 4-px zero-padded image, then a horizontal flip with p = 0.5), as the official
+AugMix code and common CIFAR practice do; `base="none"` turns it off (e.g. to make two AugMix views
+of one already-cropped image for the JSD loss).
+
+Sources (see reference/augment.md): randaugment, autoaugment and trivialaugment follow torchvision's
+RandAugment, AutoAugment(CIFAR10) and TrivialAugmentWide op spaces, magnitude tables and signs,
+but draw per image; augmix follows the official google-research/augmix code, not torchvision's
+AugMix (which shares one op chain per call and includes the colour ops by default).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..errors import RobenchError, unknown_name
+from . import ops
+from .params import Param, resolve
+
+# ----------------------------------------------------------------------------- random draws
+# All draws go through these helpers so that every one uses the caller's generator and device.
+
+
+def _rand(shape, gen, device) -> Tensor:
+    return torch.rand(shape, generator=gen, device=device, dtype=torch.float64 if device.type != "mps" else torch.float32)
+
+
+def _randint(low: int, high: int, shape, gen, device) -> Tensor:
+    return torch.randint(low, high, shape, generator=gen, device=device)
+
+
+def _gamma(alpha: float, shape, gen, device) -> Tensor:
+    dtype = torch.float64 if device.type != "mps" else torch.float32
+    return torch._standard_gamma(torch.full(shape, float(alpha), dtype=dtype, device=device), generator=gen)
+
+
+def dirichlet(alpha: float, shape, gen, device) -> Tensor:
+    """Dirichlet(alpha, ..., alpha) over the last dim of shape (normalised Gamma draws)."""
+    g = _gamma(alpha, shape, gen, device)
+    return g / g.sum(-1, keepdim=True)
+
+
+def beta(a: float, b: float, shape, gen, device) -> Tensor:
+    """Beta(a, b) = Ga / (Ga + Gb)."""
+    ga, gb = _gamma(a, shape, gen, device), _gamma(b, shape, gen, device)
+    return ga / (ga + gb)
+
+
+def standard_crop_flip(x: Tensor, gen, draws: dict, pad: int = 4) -> Tensor:
+    """Random crop of the `pad`-px zero-padded image (same size), then hflip with p = 0.5."""
+    n, dev = x.shape[0], x.device
+    top, left = _randint(0, 2 * pad + 1, (n,), gen, dev), _randint(0, 2 * pad + 1, (n,), gen, dev)
+    flip = _rand((n,), gen, dev) < 0.5
+    draws.update(crop_top=top, crop_left=left, flip=flip)
+    return ops.crop_flip(x, top, left, flip, pad)
+
+
+# ----------------------------------------------------------------------------- registry
+
+_REGISTRY: dict[str, type["Policy"]] = {}
+
+_BASE = Param("standard", "crop+flip applied before the policy", choices=("standard", "none"))
+_INTERP = Param("nearest", "resampling of the geometric ops", choices=("nearest", "bilinear"))
+
+
+def register(cls):
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+class Policy:
+    """A configured policy. Subclasses set name, description, params and implement `apply`."""
+
+    name: str = ""
+    description: str = ""
+    params: dict[str, Param] = {}
+    has_base = False  # subclasses with a `base` parameter apply standard_crop_flip first
+
+    def __init__(self, **given):
+        self.config = resolve(f"policy '{self.name}'", self.params, given)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-parameter validation (RobenchError)."""
+
+    def apply(self, x: Tensor, gen, draws: dict) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None, return_params: bool = False):
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"policy '{self.name}' expects uint8 images (N, 3, H, W), got "
+                             f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+        draws: dict = {}
+        x = images
+        if self.has_base and self.config["base"] == "standard":
+            x = standard_crop_flip(x, generator, draws)
+        draws["base"] = x
+        out = self.apply(x, generator, draws)
+        return (out, draws) if return_params else out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{self.name}({args})"
+
+
+# ----------------------------------------------------------------------------- simple policies
+
+
+@register
+class NoAugment(Policy):
+    name = "none"
+    description = "no augmentation"
+
+    def apply(self, x, gen, draws):
+        return x
+
+
+@register
+class Standard(Policy):
+    name = "standard"
+    description = "random crop of the 4-px zero-padded image + horizontal flip (CIFAR convention)"
+    params = {"pad": Param(4, "zero padding in pixels before the random crop", lo=0)}
+
+    def apply(self, x, gen, draws):
+        return standard_crop_flip(x, gen, draws, self.config["pad"])
+
+
+@register
+class Simple(Policy):
+    name = "simple"
+    description = "Keras tutorial baseline: horizontal flip, rotation up to +-7.2 deg, zoom +-20%"
+    params = {
+        "rotation": Param(0.02, "max rotation as a fraction of a full turn", lo=0.0, hi=0.5),
+        "zoom": Param(0.2, "max zoom, each axis independently (Keras height/width_factor)", lo=0.0, hi=0.9),
+        "interpolation": Param("bilinear", "resampling (Keras default: bilinear)", choices=("nearest", "bilinear")),
+        "fill_mode": Param("reflect", "outside the image (Keras default: reflect)", choices=("reflect", "constant")),
+    }
+
+    def apply(self, x, gen, draws):
+        # Keras applies RandomFlip, RandomRotation, RandomZoom in turn; we compose their inverse
+        # maps into one matrix and resample once (one interpolation instead of two).
+        n, dev, c = x.shape[0], x.device, self.config
+        flip = _rand((n,), gen, dev) < 0.5
+        angle = (_rand((n,), gen, dev) * 2 - 1) * (c["rotation"] * 360.0)
+        zoom_x = 1 + (_rand((n,), gen, dev) * 2 - 1) * c["zoom"]  # > 1 zooms out, as in Keras
+        zoom_y = 1 + (_rand((n,), gen, dev) * 2 - 1) * c["zoom"]
+        draws.update(flip=flip, angle=angle, zoom_x=zoom_x, zoom_y=zoom_y)
+        m = ops.rotate_matrix(angle, *x.shape[-2:])  # (N, 2, 3), no translation
+        m[:, :, :2] *= torch.stack([zoom_x, zoom_y], 1).view(n, 1, 2)  # rotation @ diag(zoom)
+        m[:, 0] *= torch.where(flip, -1.0, 1.0).to(m.dtype).view(n, 1)  # then flip: x -> -x
+        padding = "reflect" if c["fill_mode"] == "reflect" else "zeros"
+        return ops.affine(x, m, c["interpolation"], padding)
+
+
+@register
+class Cutout(Policy):
+    name = "cutout"
+    description = "crop+flip, then one zeroed square (DeVries & Taylor; 16 px for CIFAR-10, 8 for CIFAR-100)"
+    params = {"size": Param(16, "side of the square hole in pixels", lo=0), "base": _BASE}
+    has_base = True
+
+    def apply(self, x, gen, draws):
+        n, h, w = x.shape[0], *x.shape[-2:]
+        cy, cx = _randint(0, h, (n,), gen, x.device), _randint(0, w, (n,), gen, x.device)
+        draws.update(cutout_y=cy, cutout_x=cx)
+        return ops.cutout(x, cy, cx, self.config["size"])
+
+
+# ----------------------------------------------------------------------------- torchvision-style spaces
+# Each entry: (torchvision op name, our op, magnitudes(num_bins, h, w) or None, signed,
+# conversion of torchvision's float magnitude to our op's parameter). Magnitude tables are
+# computed in float32 like torchvision's and read back as Python floats (float64 here).
+
+
+def _lin(hi: float, lo: float = 0.0):
+    return lambda bins, h, w: torch.linspace(lo, hi, bins)
+
+
+def _posterize_bins(span: int):
+    return lambda bins, h, w: (8 - (torch.arange(bins) / ((bins - 1) / span))).round().int()
+
+
+def _same(m):
+    return m
+
+
+def _enhance(m):
+    return 1.0 + m
+
+
+def _solarize(m):
+    return 255.0 * m
+
+
+def _common(shear: float, translate, rotate: float, enhance: float, posterize_span: int):
+    return {
+        "ShearX": ("shear_x", _lin(shear), True, _same),
+        "ShearY": ("shear_y", _lin(shear), True, _same),
+        "TranslateX": ("translate_x", lambda b, h, w: translate(b, w), True, torch.trunc),
+        "TranslateY": ("translate_y", lambda b, h, w: translate(b, h), True, torch.trunc),
+        "Rotate": ("rotate", _lin(rotate), True, _same),
+        "Brightness": ("brightness", _lin(enhance), True, _enhance),
+        "Color": ("color", _lin(enhance), True, _enhance),
+        "Contrast": ("contrast", _lin(enhance), True, _enhance),
+        "Sharpness": ("sharpness", _lin(enhance), True, _enhance),
+        "Posterize": ("posterize", _posterize_bins(posterize_span), False, torch.trunc),
+        "Solarize": ("solarize", _lin(0.0, 1.0), False, _solarize),
+        "AutoContrast": ("autocontrast", None, False, _same),
+        "Equalize": ("equalize", None, False, _same),
+    }
+
+
+def _autoaugment_translate(bins, size):
+    return torch.linspace(0.0, 150.0 / 331.0 * size, bins)
+
+
+# torchvision RandAugment: Identity first, then the AutoAugment ranges.
+RANDAUGMENT_SPACE = {"Identity": ("identity", None, False, _same),
+                     **_common(0.3, _autoaugment_translate, 30.0, 0.9, 4)}
+# torchvision TrivialAugmentWide: the wide ranges.
+TRIVIALAUGMENT_SPACE = {"Identity": ("identity", None, False, _same),
+                        **_common(0.99, lambda bins, size: torch.linspace(0.0, 32.0, bins), 135.0, 0.99, 6)}
+# torchvision AutoAugment: the AutoAugment ranges plus Invert (10 magnitude bins).
+AUTOAUGMENT_SPACE = {**_common(0.3, _autoaugment_translate, 30.0, 0.9, 4), "Invert": ("invert", None, False, _same)}
+
+# AutoAugment's CIFAR-10 policy (Cubuk et al. 2019, as in torchvision's AutoAugmentPolicy.CIFAR10):
+# 25 sub-policies of two (op, probability, magnitude bin) steps.
+AUTOAUGMENT_CIFAR10 = [
+    (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+    (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+    (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+]
+
+
+def param_tables(space: dict, bins: int, h: int, w: int, device) -> tuple[Tensor, Tensor]:
+    """Our op parameter for every (op, magnitude bin), unsigned and negated: two (K, bins) float64
+    tensors. Unsigned ops have the same value in both; ops without a magnitude hold 0."""
+    pos = torch.zeros(len(space), bins, dtype=torch.float64)
+    neg = torch.zeros(len(space), bins, dtype=torch.float64)
+    for k, (_, magnitudes, signed, convert) in enumerate(space.values()):
+        if magnitudes is None:
+            continue
+        m = magnitudes(bins, h, w).to(torch.float64)  # torchvision: float(magnitudes[i])
+        pos[k] = convert(m)
+        neg[k] = convert(-m) if signed else convert(m)
+    dtype = ops._exact_dtype(torch.device(device))
+    return pos.to(device=device, dtype=dtype), neg.to(device=device, dtype=dtype)
+
+
+class _SpacePolicy(Policy):
+    """Shared plumbing of the torchvision-style policies: op names and cached parameter tables."""
+
+    space: dict = {}
+    has_base = True
+
+    def tables(self, x: Tensor, bins: int) -> tuple[Tensor, Tensor]:
+        key = (bins, *x.shape[-2:], x.device)
+        cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache:
+            cache[key] = param_tables(self.space, bins, *x.shape[-2:], x.device)
+        return cache[key]
+
+    @property
+    def op_names(self) -> list[str]:
+        return [spec[0] for spec in self.space.values()]
+
+
+@register
+class RandAugment(_SpacePolicy):
+    name = "randaugment"
+    description = "crop+flip, then num_ops ops drawn uniformly from 14 at one magnitude (torchvision ranges)"
+    params = {
+        "num_ops": Param(2, "ops per image", lo=0, hi=16),
+        "magnitude": Param(9, "magnitude bin (0 .. num_magnitude_bins - 1)", lo=0),
+        "num_magnitude_bins": Param(31, "number of magnitude bins", lo=2, hi=1000),
+        "base": _BASE,
+        "interpolation": _INTERP,
+    }
+    space = RANDAUGMENT_SPACE
+
+    def check(self):
+        c = self.config
+        if c["magnitude"] >= c["num_magnitude_bins"]:
+            raise RobenchError(f"policy 'randaugment': magnitude {c['magnitude']} must be below "
+                               f"num_magnitude_bins {c['num_magnitude_bins']}")
+
+    def apply(self, x, gen, draws):
+        n, dev, c = x.shape[0], x.device, self.config
+        pos, neg = self.tables(x, c["num_magnitude_bins"])
+        pos, neg = pos[:, c["magnitude"]], neg[:, c["magnitude"]]
+        op = _randint(0, len(self.space), (n, c["num_ops"]), gen, dev)
+        negative = _rand((n, c["num_ops"]), gen, dev) <= 0.5  # used by signed ops only
+        param = torch.where(negative, neg[op], pos[op])
+        draws.update(ops=op, negative=negative, params=param, op_names=self.op_names)
+        return ops.run_slots(x, op, param, self.op_names, c["interpolation"])
+
+
+@register
+class TrivialAugment(_SpacePolicy):
+    name = "trivialaugment"
+    description = "crop+flip, then one op per image with a uniform magnitude (TrivialAugment Wide)"
+    params = {
+        "num_magnitude_bins": Param(31, "number of magnitude bins", lo=2, hi=1000),
+        "base": _BASE,
+        "interpolation": _INTERP,
+    }
+    space = TRIVIALAUGMENT_SPACE
+
+    def apply(self, x, gen, draws):
+        n, dev, bins = x.shape[0], x.device, self.config["num_magnitude_bins"]
+        pos, neg = self.tables(x, bins)
+        op = _randint(0, len(self.space), (n,), gen, dev)
+        level = _randint(0, bins, (n,), gen, dev)
+        negative = _rand((n,), gen, dev) <= 0.5
+        param = torch.where(negative, neg[op, level], pos[op, level])
+        draws.update(ops=op, bins=level, negative=negative, params=param, op_names=self.op_names)
+        return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
+
+
+@register
+class AutoAugment(_SpacePolicy):
+    name = "autoaugment"
+    description = "crop+flip, then one of AutoAugment's 25 CIFAR-10 sub-policies per image"
+    params = {"base": _BASE, "interpolation": _INTERP}
+    space = AUTOAUGMENT_SPACE
+
+    def _subpolicy_tables(self, x: Tensor):
+        """(25, 2) op index, probability, and parameters (unsigned, negated) of each step."""
+        key = ("sub", *x.shape[-2:], x.device)
+        cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache:
+            pos, neg = self.tables(x, 10)  # torchvision uses 10 bins for AutoAugment
+            names = list(self.space)
+            op = torch.tensor([[names.index(s[0]) for s in sub] for sub in AUTOAUGMENT_CIFAR10], device=x.device)
+            prob = torch.tensor([[s[1] for s in sub] for sub in AUTOAUGMENT_CIFAR10], dtype=pos.dtype, device=x.device)
+            level = torch.tensor([[s[2] or 0 for s in sub] for sub in AUTOAUGMENT_CIFAR10], device=x.device)
+            cache[key] = (op, prob, pos[op, level], neg[op, level])
+        return cache[key]
+
+    def apply(self, x, gen, draws):
+        n, dev = x.shape[0], x.device
+        op_table, prob, pos, neg = self._subpolicy_tables(x)
+        sub = _randint(0, len(AUTOAUGMENT_CIFAR10), (n,), gen, dev)
+        applied = _rand((n, 2), gen, dev) <= prob[sub]  # torchvision: apply if rand <= p
+        negative = _rand((n, 2), gen, dev) <= 0.5
+        op = torch.where(applied, op_table[sub], -1)
+        param = torch.where(negative, neg[sub], pos[sub])
+        draws.update(subpolicy=sub, applied=applied, negative=negative, ops=op, params=param,
+                     op_names=self.op_names)
+        return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
+
+
+# ----------------------------------------------------------------------------- AugMix
+# The official google-research/augmix ops (augmentations.py): a level l ~ U(0.1, severity) maps to
+# an int parameter int(l * max / 10) or a float one l * max / 10; signed ops flip with p = 0.5.
+# Each function maps (level, sign, h, w) to our op's parameter.
+AUGMIX_OPS: dict[str, Callable | None] = {
+    "autocontrast": None,
+    "equalize": None,
+    "posterize": lambda l, s, h, w: 4 - (l * 4 / 10).trunc(),
+    "rotate": lambda l, s, h, w: s * (l * 30 / 10).trunc(),
+    "solarize": lambda l, s, h, w: 256 - (l * 256 / 10).trunc(),
+    "shear_x": lambda l, s, h, w: s * (l * 0.3 / 10),
+    "shear_y": lambda l, s, h, w: s * (l * 0.3 / 10),
+    "translate_x": lambda l, s, h, w: s * (l * (w / 3) / 10).trunc(),  # IMAGE_SIZE / 3 for 32 px
+    "translate_y": lambda l, s, h, w: s * (l * (h / 3) / 10).trunc(),
+}
+# all_ops=True adds the ops that overlap the test corruptions: factor l * 1.8 / 10 + 0.1.
+AUGMIX_ALL_OPS: dict[str, Callable | None] = {
+    **AUGMIX_OPS,
+    **{name: (lambda l, s, h, w: l * 1.8 / 10 + 0.1) for name in ("color", "contrast", "brightness", "sharpness")},
+}
+
+
+@register
+class AugMix(Policy):
+    name = "augmix"
+    description = "crop+flip, then AugMix (official code): 3 random op chains mixed with the image; float output"
+    params = {
+        "severity": Param(3, "op strength; levels are drawn from U(0.1, severity)", lo=1, hi=10),
+        "width": Param(3, "number of chains", lo=1, hi=16),
+        "depth": Param(-1, "ops per chain; -1 draws 1..3 per chain", lo=-1, hi=16),
+        "alpha": Param(1.0, "Dirichlet (chain weights) and Beta (blend) parameter", lo=1e-3),
+        "all_ops": Param(False, "also use color/contrast/brightness/sharpness"),
+        "base": _BASE,
+        "interpolation": Param("bilinear", "resampling of rotate/shear (official: PIL bilinear)",
+                               choices=("nearest", "bilinear")),
+    }
+    has_base = True
+
+    def check(self):
+        if self.config["depth"] == 0:
+            raise RobenchError("policy 'augmix': depth must be -1 (random 1..3) or at least 1")
+
+    def apply(self, x, gen, draws):
+        c, (n, _, h, w), dev = self.config, x.shape, x.device
+        table = AUGMIX_ALL_OPS if c["all_ops"] else AUGMIX_OPS
+        names, width = list(table), c["width"]
+        max_depth = c["depth"] if c["depth"] > 0 else 3
+        if c["depth"] > 0:
+            depth = torch.full((n, width), c["depth"], device=dev)
+        else:
+            depth = _randint(1, 4, (n, width), gen, dev)
+        op = _randint(0, len(names), (n, width, max_depth), gen, dev)
+        op = torch.where(torch.arange(max_depth, device=dev) < depth.unsqueeze(-1), op, -1)
+        level = 0.1 + (c["severity"] - 0.1) * _rand((n, width, max_depth), gen, dev)
+        sign = torch.where(_rand((n, width, max_depth), gen, dev) < 0.5, -1.0, 1.0).to(level.dtype)
+        param = torch.zeros_like(level)
+        for k, fn in enumerate(table.values()):
+            if fn is not None:
+                param = torch.where(op == k, fn(level, sign, h, w), param)
+        weights = dirichlet(c["alpha"], (n, width), gen, dev)
+        m = beta(c["alpha"], c["alpha"], (n,), gen, dev)
+        draws.update(depth=depth, ops=op, levels=level, signs=sign, params=param, weights=weights, m=m,
+                     op_names=names)
+
+        # All chains of all images form one batch (chain-major); slot s applies each chain's s-th op.
+        # Translations move by whole pixels, so they skip the (identical) bilinear interpolation.
+        chains = ops.run_slots(
+            x.repeat(width, 1, 1, 1),
+            op.transpose(0, 1).reshape(width * n, max_depth),
+            param.transpose(0, 1).reshape(width * n, max_depth),
+            names,
+            c["interpolation"],
+            nearest={"translate_x", "translate_y"},
+        ).view(width, n, 3, h, w)
+
+        # Official: out = (1 - m) * image + m * sum_i w_i * chain_i, in float32 on [0, 1] images (the
+        # official code normalises first; the mix is affine with weights summing to 1, so that
+        # commutes). The 1/255 is folded into the weights; addcmul reads the uint8 chains directly.
+        k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
+        k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
+        out = x.float().mul_(k0)
+        for i in range(width):
+            out.addcmul_(chains[i], k[i])
+        return out
+
+
+# ----------------------------------------------------------------------------- public API
+
+POLICIES: dict[str, str] = {name: cls.description for name, cls in _REGISTRY.items()}
+
+
+def policy_params(name: str) -> dict:
+    """The parameters of policy `name` with their defaults."""
+    return {k: p.default for k, p in _policy_class(name).params.items()}
+
+
+def policy_param_specs(name: str) -> dict[str, Param]:
+    """The declared parameters (default, range/choices, help) of policy `name`."""
+    return dict(_policy_class(name).params)
+
+
+def _policy_class(name: str) -> type[Policy]:
+    if name not in _REGISTRY:
+        raise unknown_name("policy", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_policy(name: str, **params) -> Policy:
+    """The policy `name` configured with `params` (validated; RobenchError if unknown or bad).
+
+    The result is callable as `policy(images, generator=None, return_params=False)`; its resolved
+    parameters are `policy.config`.
+    """
+    return _policy_class(name)(**params)
