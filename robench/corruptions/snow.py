@@ -1,0 +1,53 @@
+"""snow: a thresholded, zoomed noise layer smeared by a motion blur, added twice over a brightened image.
+
+Steps (reference §3.8), per image with its own draws:
+1. layer ~ N(mean, std) per pixel (one grey layer, shared by the channels);
+2. clipped_zoom by `zoom` (bigger flakes), values below `threshold` set to 0;
+3. to 8 bits by truncation, ImageMagick motion blur at an angle U(-135, -45) degrees (streaks fall
+   roughly downwards), back to [0, 1];
+4. x = mix * x + (1 - mix) * max(x, 1.5 * grey(x) + 0.5) with grey = 0.299 R + 0.587 G + 0.114 B;
+5. out = x + layer + layer rotated by 180 degrees (the same streaks again, upside down), truncated.
+
+Image size: as in blur.py, pixel-sized parameters scale with `min(H, W) / 32` (identity at 32 px):
+the motion-blur radius and sigma, and the zoom factor, which sets how many pixels one noise cell
+covers (never below 1).
+
+Deliberate deviation: float32 throughout where the reference mixes float64 in; the layer is random
+and goes through 8 bits, so this changes nothing measurable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from robench.corruptions._ops import finish, to_unit
+from robench.corruptions.blur import clipped_zoom, motion_blur_q16
+from robench.corruptions.registry import register
+
+# (mean, std, zoom, threshold, blur radius, blur sigma, mix)
+_PARAMS = (
+    (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+    (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+)
+
+
+@register("snow")
+def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+    mean, std, zoom, threshold, radius, sigma, mix = _PARAMS[severity - 1]
+    n, _, h, w = images.shape
+    device = images.device
+    scale = min(h, w) / 32
+
+    layer = torch.randn((n, 1, h, w), generator=generator, device=device).mul_(std).add_(mean)
+    layer = clipped_zoom(layer, max(1.0, zoom * scale))
+    layer = finish(layer.masked_fill_(layer < threshold, 0))
+    angles = torch.rand(n, generator=generator, device=device, dtype=torch.float64) * 90 - 135
+    layer = to_unit(motion_blur_q16(layer, radius * scale, sigma * scale, angles), torch.float32)
+
+    x = to_unit(images, torch.float32)
+    grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    x = mix * x + (1 - mix) * torch.maximum(x, grey * 1.5 + 0.5)
+    return finish(x + layer + layer.flip(-2, -1))
