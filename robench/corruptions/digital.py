@@ -6,7 +6,8 @@ float64 because the generator's final `np.uint8` truncation turns last-bit diffe
 +-1 errors on values that land on an integer.
 
 pixelate is Pillow's BOX resize down to `int(size * c)` and back up, in Pillow's fixed-point
-arithmetic, as two small matrix products per pass (precomputed per size).
+arithmetic, as one small matrix product per pass (precomputed per size). For tall images
+Pillow 13 changes the order of the two passes (see `box_resize`); at 32x32 it does not.
 
 Other image sizes: the only size-bound parameter here is pixelate's intermediate size; it is
 `int(H * c)` by `int(W * c)`, exactly as the ImageNet-C generator's `int(224 * c)`, so at 32x32
@@ -180,14 +181,22 @@ def _fixed_point(acc: torch.Tensor) -> torch.Tensor:
 def box_resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pillow `resize((width, height), BOX)` of float64 (N, C, H, W) holding uint8 values.
 
-    Horizontal pass first, rounded to uint8, then the vertical pass, as Pillow does. A pass
-    whose size does not change is skipped, as in Pillow.
+    Two passes, each rounded to uint8; a pass whose size does not change is skipped. Pillow 13
+    runs the vertical pass first when the height shrinks by more than twice as many pixels as
+    the width (older Pillow always went horizontal first); at square sizes, 32x32 included,
+    both orders are the horizontal-first one.
     """
-    if width != x.shape[3]:
-        x = _fixed_point(x @ _resample_matrix(x.shape[3], width, x.device).T)
-    if height != x.shape[2]:
-        x = _fixed_point(_resample_matrix(x.shape[2], height, x.device) @ x)
-    return x
+    in_h, in_w = x.shape[2:]
+
+    def horizontal(x):
+        return _fixed_point(x @ _resample_matrix(in_w, width, x.device).T) if width != in_w else x
+
+    def vertical(x):
+        return _fixed_point(_resample_matrix(in_h, height, x.device) @ x) if height != in_h else x
+
+    if in_h - height > 2 * (in_w - width):
+        return horizontal(vertical(x))
+    return vertical(horizontal(x))
 
 
 def _nearest_index(in_size: int, out_size: int, device) -> torch.Tensor:
