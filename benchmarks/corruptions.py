@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robench.corruptions import CORRUPTIONS, corrupt
+from robench.corruptions import CORRUPTIONS, corrupt, get_corruption
+from robench.errors import RobenchError
 
 # The official generator (one CPU process, PIL/OpenCV/scikit-image per image) needs about
 # 17 minutes for all 19 corruptions x 5 severities x 10,000 CIFAR images, i.e. ~930 images/s
@@ -74,6 +75,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.corruptions.split(",") if n.strip()]
+    try:
+        for name in names:
+            get_corruption(name)
+    except RobenchError as e:
+        raise SystemExit(f"error: {e}") from None
     if args.device == "all":
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     else:
