@@ -64,7 +64,8 @@ def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     # (numerator, offset) of the hue sextant: red (g-b, 0), green (b-r, 2), blue (r-g, 4).
     num = torch.where(blue_max, r - g, torch.where(green_max, b - r, g - b))
     offset = blue_max * 4.0 + green_max * 2.0  # + 0.0 leaves red's quotient bit-identical
-    h = torch.remainder((num / delta.masked_fill(grey, 1.0) + offset) / 6.0, 1.0).masked_fill_(grey, 0.0)
+    h = (num / delta.masked_fill(grey, 1.0) + offset) / 6.0
+    h = h.add_(h < 0).masked_fill_(grey, 0.0)  # skimage's `% 1`: h lies in [-1/6, 5/6], so only + 1
     s = (delta / v.masked_fill(grey, 1.0)).masked_fill_(grey, 0.0)  # max == min: S = 0 (also V = 0)
     return h, s, v
 
@@ -86,10 +87,11 @@ def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     m = torch.where(odd, f, 1 - f).mul_(s).neg_().add_(1).mul_(v)  # q on odd sextants, t on even
     v_at_r, v_at_b = (hi == 0) | (hi == 5), (hi == 3) | (hi == 4)
     p_at_r, p_at_b = (hi == 2) | (hi == 3), hi <= 1
-    r = torch.where(v_at_r, v, torch.where(p_at_r, p, m))
-    b = torch.where(v_at_b, v, torch.where(p_at_b, p, m))
-    g = torch.where(v_at_r | v_at_b, torch.where(p_at_r | p_at_b, m, p), v)
-    return torch.stack((r, g, b), 1)
+    out = torch.empty((h.shape[0], 3, *h.shape[1:]), dtype=h.dtype, device=h.device)
+    torch.where(v_at_r, v, torch.where(p_at_r, p, m), out=out[:, 0])
+    torch.where(v_at_r | v_at_b, torch.where(p_at_r | p_at_b, m, p), v, out=out[:, 1])
+    torch.where(v_at_b, v, torch.where(p_at_b, p, m), out=out[:, 2])
+    return out
 
 
 def _finish_(unit: torch.Tensor) -> torch.Tensor:
