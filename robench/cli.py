@@ -101,7 +101,7 @@ def _evaluate(
     dataset: Optional[str] = typer.Option(None, help="Evaluate on this dataset instead of the run's."),
     data_dir: Optional[str] = typer.Option(None, help="Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]"),
     c_dir: Optional[str] = typer.Option(None, help="Folder holding the official <corruption>.npy files. [default: <data dir>/CIFAR-10-C]"),
-    limit: Optional[int] = typer.Option(None, help="Only the first N test images."),
+    limit: Optional[int] = typer.Option(None, help="Only the first N test images. [default: the run's --test-limit, if any]"),
 ):
     from robench.evaluate import EvalConfig, evaluate
 

@@ -44,7 +44,7 @@ class EvalConfig:
     dataset: str | None = None  # default: the dataset the run was trained on
     data_dir: str | None = None
     c_dir: str | None = None
-    limit: int | None = None  # only the first N test images
+    limit: int | None = None  # only the first N test images (default: the run's test_limit)
 
 
 def parse_corruptions(spec: str) -> list[str]:
@@ -136,11 +136,12 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     source, folder = resolve_source(cfg.source, dataset, cfg.c_dir)
     model, checkpoint = load_model(run_dir, device)
     options = {k: run_config.get(k) for k in ("image_column", "label_column", "image_size")}
-    test = load_split(dataset, False, limit=cfg.limit, **options)
+    limit = cfg.limit or (run_config.get("test_limit") if dataset == run_config.get("dataset") else None)
+    test = load_split(dataset, False, limit=limit, **options)
     if test.num_classes != checkpoint["num_classes"]:
         raise RobenchError(f"{dataset} has {test.num_classes} classes but the checkpoint predicts "
                            f"{checkpoint['num_classes']}; evaluate on the dataset the run was trained on")
-    n = min(len(test), cfg.limit) if cfg.limit else len(test)
+    n = min(len(test), limit) if limit else len(test)
     images, labels = test.images[:n], test.labels[:n]
     official = csets.OfficialCSet(folder) if source == "official" else None
     if official is not None:

@@ -125,9 +125,9 @@ def test_cifar10_official_eval_on_tiny_real_format_files(tmp_path):
     assert len(rows) == 1 + 2 * 5 and rows[1]["source"] == "official"
     # Severity 1 rows are the clean images themselves: same error as clean.
     assert errors[("fog", 1)] == errors[("clean", 0)] == errors[("snow", 1)]
-    # --source official with no C-set for the dataset: one-line error.
+    # --source official with the C-set absent: one-line error saying how to get it.
     one_line_error(invoke("eval", tmp_path / "results" / "c10", "--source", "official", "--c-dir", tmp_path / "none",
-                          "--dataset", "cifar100"), "no official corruption release")
+                          "--dataset", "cifar100"), "official cifar100-c files not found")
 
 
 def test_hf_parquet_dataset_through_the_cli(tmp_path):
