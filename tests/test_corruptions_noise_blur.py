@@ -85,6 +85,19 @@ def test_shot_noise_is_poisson_in_photon_counts():
         assert abs(counts.mean() - rate) < 0.01 * rate and abs(counts.var() - rate) < 0.03 * rate
 
 
+def test_shot_noise_counts_follow_the_poisson_pmf():
+    """The alias-table sampler against the Poisson pmf, bin by bin (rate 0.4 * 75 = 30 photons)."""
+    out = corrupt(torch.full((256, 3, 32, 32), 102, dtype=torch.uint8), "shot_noise", 4, seed=5)
+    counts = torch.ceil(out.double().flatten() * 75 / 255 - 1e-9).long()  # 75 photons: k -> floor(255 k / 75)
+    freq = torch.bincount(counts, minlength=80)[:80].double() / counts.numel()
+    rate = torch.tensor(102 / 255 * 75, dtype=torch.float64)
+    k = torch.arange(80, dtype=torch.float64)
+    pmf = torch.exp(k * rate.log() - rate - torch.lgamma(k + 1))
+    se = (pmf * (1 - pmf) / counts.numel()).sqrt()
+    assert torch.all((freq - pmf).abs() <= 5 * se + 1e-7)
+    assert counts.max() < 80
+
+
 def test_impulse_noise_flips_the_amount_half_to_salt_half_to_pepper():
     grey = torch.full((256, 3, 32, 32), 128, dtype=torch.uint8)
     for severity, amount in zip(range(1, 6), (0.01, 0.02, 0.03, 0.05, 0.07)):
