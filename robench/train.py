@@ -66,8 +66,8 @@ class Step:
         self.cfg, self.model, self.k, self.device, self.teacher = cfg, model, num_classes, device, teacher
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         if cfg.jsd:
-            # JSD: one crop+flip clean image, and two AugMix views of that same image.
-            self.base = make_policy("standard")
+            # JSD: one clean image (after the base crop+flip), and two AugMix views of that same image.
+            self.base = make_policy(cfg.policy_params.get("base", "standard"))
             self.policy = make_policy("augmix", **{**cfg.policy_params, "base": "none"})
         else:
             self.policy = make_policy(cfg.policy, **cfg.policy_params)
@@ -108,14 +108,15 @@ def prepare_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
 
 
 def check_names(cfg: TrainConfig) -> None:
-    """Fail on unknown names before any data is loaded or any folder is made."""
+    """Fail on unknown names or bad parameters before any data is loaded or any folder is made,
+    and record the policy's and mixer's fully resolved parameters (defaults included) in cfg."""
     from robench.augment import make_mixer, make_policy
 
     if cfg.model not in MODELS:
         build_model(cfg.model, 2)  # raises the unknown-name error
     default_lr(cfg.optimizer)
-    make_policy(cfg.policy, **cfg.policy_params)
-    make_mixer(cfg.mix, num_classes=2, **cfg.mix_params)
+    cfg.policy_params = dict(make_policy(cfg.policy, **cfg.policy_params).config)
+    cfg.mix_params = dict(make_mixer(cfg.mix, num_classes=2, **cfg.mix_params).config)
 
 
 def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:

@@ -199,3 +199,60 @@ def test_subprocess_entry_points_and_usage_errors(tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
     helps = subprocess.run([sys.executable, "-m", "robench", "eval", "--help"], capture_output=True, text=True, env=env)
     assert "Example: robench eval" in helps.stdout
+
+
+def test_every_recipe_resolves_to_a_valid_run():
+    from robench.config import TrainConfig, resolve
+    from robench.train import check_names
+
+    recipes = sorted(Path(__file__).resolve().parents[1].glob("recipes/*.yaml"))
+    assert len(recipes) == 8
+    for recipe in recipes:
+        cfg = resolve(TrainConfig, recipe, {})
+        check_names(cfg)
+        assert (cfg.model, cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay) == ("wrn-40-2", 100, 128, 0.1, 5e-4)
+    augmix = resolve(TrainConfig, recipes[[r.name for r in recipes].index("augmix-paper-wrn40-2-augmix.yaml")], {})
+    assert augmix.jsd and augmix.policy == "augmix"
+
+
+@pytest.mark.parametrize("extra, recorded", [
+    (["--policy", "augmix", "--jsd"], {"policy": "augmix", "jsd": True}),
+    (["--policy", "randaugment", "--policy-param", "magnitude=5", "--mix", "cutmix", "--label-smoothing", "0.1",
+      "--optimizer", "adabound"], {"policy": "randaugment", "mix": "cutmix", "optimizer": "adabound"}),
+    (["--policy", "trivialaugment", "--mix", "mixup", "--optimizer", "adamw"], {"mix": "mixup", "optimizer": "adamw"}),
+    (["--policy", "autoaugment", "--mix", "ricap"], {"mix": "ricap"}),
+])
+def test_policies_mixers_and_optimizers_train(extra, recorded, tmp_path):
+    args = ["--dataset", "shapes10", "--model", "small-cnn", "--epochs", "1", "--batch-size", "32",
+            "--train-limit", "64", "--test-limit", "32"]
+    result = invoke("train", *args, *extra, "--out-dir", tmp_path, "--name", "r")
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    for key, value in recorded.items():
+        assert run[key] == value
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    if "--policy-param" in extra:  # resolved parameters, defaults included
+        assert config["policy_params"]["magnitude"] == 5 and config["policy_params"]["num_ops"] == 2
+
+
+def test_distillation_from_a_teacher_run(trained, tmp_path):
+    result = invoke("train", *TINY, "--epochs", "1", "--teacher", trained, "--kd-temperature", "4", "--kd-alpha", "0.9",
+                    "--out-dir", tmp_path, "--name", "student")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "student" / "run.json").read_text())["teacher"] == str(trained)
+    one_line_error(invoke("train", *TINY, "--teacher", tmp_path / "nope", "--out-dir", tmp_path, "--name", "s2"),
+                   "no checkpoint")
+    assert not (tmp_path / "s2").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--policy", "augmix", "--jsd", "--mix", "mixup"], "--jsd cannot be combined with --mix"),
+    (["--policy", "randaugment", "--policy-param", "magnitude=-3"], "magnitude"),
+    (["--policy-param", "oops"], "expects KEY=VALUE"),
+    (["--mix", "blend"], "unknown mixer 'blend'"),
+    (["--optimizer", "lion"], "unknown optimizer 'lion'"),
+    (["--label-smoothing", "1.5"], "--label-smoothing must be in [0, 1)"),
+])
+def test_invalid_training_combinations(args, message, tmp_path):
+    one_line_error(invoke("train", *TINY, *args, "--out-dir", tmp_path, "--name", "bad"), message)
+    assert not (tmp_path / "bad").exists()
