@@ -237,6 +237,9 @@ def sharpness(x: Tensor, factor) -> Tensor:
 # its `_get_inverse_affine_matrix` values can be compared directly.
 
 
+_CPU_CHUNK = 128  # images per bilinear resampling call on CPU
+
+
 def _reflect(i: Tensor, n: int) -> Tensor:
     """Symmetric reflection of integer positions into [0, n): (d c b a | a b c d | d c b a)."""
     i = torch.remainder(i, 2 * n)
@@ -266,6 +269,11 @@ def affine(
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"unknown interpolation {interpolation!r}")
     n, c, h, w = x.shape
+    if x.device.type == "cpu" and interpolation == "bilinear" and n > _CPU_CHUNK:
+        # Bilinear makes several float copies of its input; in chunks they stay small enough to be
+        # reused by the allocator (and cached) instead of being mapped afresh on every call.
+        return torch.cat([affine(x[i : i + _CPU_CHUNK], matrix[i : i + _CPU_CHUNK], interpolation, padding, axis)
+                          for i in range(0, n, _CPU_CHUNK)])
     sy, sx = source_positions(matrix.to(x.device), h, w)
     # Read from a padded copy through one flat index per output pixel (shared by the channels).
     # "zeros": pad 1 px before and 2 after with zeros and clamp positions to [-1, size], so every
@@ -296,14 +304,16 @@ def affine(
     y0, x0 = sy.floor(), sx.floor()
     fy, fx = sy.sub_(y0).unsqueeze(1), sx.sub_(x0).unsqueeze(1)
     i00 = flat(y0, x0)
+    # Blends run in place. A convex blend of values in [0, 255] stays in range, so rounding (half
+    # to even, like torchvision) is the only fix-up before the cast.
     if axis == "x":  # whole rows: blend along x only
         out = read(i00).float().lerp_(read(i00, 1).float(), fx)
     elif axis == "y":
         out = read(i00).float().lerp_(read(i00, stride).float(), fy)
-    else:  # in place, reusing buffers: top = lerp(v00, v01, fx), bottom = lerp(v10, v11, fx)
+    else:  # top = lerp(v00, v01, fx), bottom = lerp(v10, v11, fx), out = lerp(top, bottom, fy)
         out = read(i00).float().lerp_(read(i00, 1).float(), fx)
         out.lerp_(read(i00, stride).float().lerp_(read(i00, stride + 1).float(), fx), fy)
-    return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.round_().to(torch.uint8)
 
 
 def _matrix(a, b, c, d, e, f) -> Tensor:

@@ -449,10 +449,13 @@ class AugMix(Policy):
                      op_names=names)
 
         # All chains of all images form one batch (chain-major); slot s applies each chain's s-th op.
-        # Translations move by whole pixels, so they skip the (identical) bilinear interpolation.
+        # Translations move by whole pixels, so they skip the (identical) bilinear interpolation;
+        # rotations and translations by 0 (low levels) are skipped, as they change nothing.
+        moves = [k for k, name in enumerate(names) if name in ("rotate", "translate_x", "translate_y")]
+        run = torch.where(torch.isin(op, torch.tensor(moves, device=dev)) & (param == 0), -1, op)
         chains = ops.run_slots(
             x.repeat(width, 1, 1, 1),
-            op.transpose(0, 1).reshape(width * n, max_depth),
+            run.transpose(0, 1).reshape(width * n, max_depth),
             param.transpose(0, 1).reshape(width * n, max_depth),
             names,
             c["interpolation"],
