@@ -97,10 +97,13 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator
     x = to_unit(images, torch.float64)
     h, w = x.shape[-2:]
     padded = F.pad(x, (half, half, half, half), mode="reflect")
-    out = torch.zeros_like(x)
-    # Taps below 1e-20 (e.g. 2e-23 at severity 5) cannot change a float64 sum of [0, 1] values.
-    for (i, j) in (kernel.abs() > 1e-20).nonzero().tolist():
-        out.add_(padded[..., i : i + h, j : j + w], alpha=float(kernel[i, j]))
+    # Taps below 1e-20 (2e-23 at severity 5) cannot change a float64 sum of [0, 1] values; the
+    # 2.8e-12 corners at severity 4 can (a few values sit that close to an integer) and stay.
+    taps = [(i, j, float(kernel[i, j])) for i, j in (kernel > 1e-20).nonzero().tolist()]
+    i, j, weight = taps[0]
+    out = padded[..., i : i + h, j : j + w] * weight
+    for i, j, weight in taps[1:]:
+        out.add_(padded[..., i : i + h, j : j + w], alpha=weight)
     return finish(out)
 
 
@@ -192,7 +195,7 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
     for t, weight in enumerate(k.tolist()):
         src_rows = (rows + oy[:, t, None, None]).clamp_(0, h - 1)
         starts = (plane + src_rows) * (w + 2 * pad) + pad + ox[:, t, None, None]  # (N, C, H)
-        acc.add_(windows.index_select(0, starts.view(-1)), alpha=weight)
+        acc.add_(windows.index_select(0, starts.view(-1)).double(), alpha=weight)  # explicit cast: 3x faster
     q = acc.mul_(257.0).add_(0.5).floor_().clamp_(0, 65535)
     return q.div_(257).floor_().to(torch.uint8).view(n, c, h, w)
 
