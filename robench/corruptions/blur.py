@@ -249,20 +249,39 @@ def _zoom_axis(size: int, zoom: float) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([top + lo, top + (lo + 1).clamp(max=crop - 1)], 1), torch.stack([1 - frac, frac], 1)
 
 
+_BLOCK = 8  # output tile of the blocked zoom-blur operator
+
+
 @functools.lru_cache(maxsize=16)
 def _zoom_operator(severity: int, h: int, w: int, device: str):
-    """Per zoom factor, every output pixel's 4 bilinear sources (offsets in an H x W plane) and
-    weights, each (factors, H*W, 4); and their sum as one dense (H*W, H*W) float32 matrix."""
+    """The zoom blur's pieces for an H x W plane.
+
+    taps: every output pixel's bilinear sources (plane offsets) and float64 weights over all zoom
+    factors, (H*W, factors*4) each, in zoom order. blocks: the summed linear map cut into 8 x 8
+    output tiles, each with the input window its sources span (zooms only pull pixels toward the
+    centre, a few pixels at 32 px) and a (window, 64) float32 matrix: ~6x fewer flops than dense.
+    """
     sources, weights = [], []
     for z in zoom_factors(severity):
         (rows, row_w), (cols, col_w) = _zoom_axis(h, z), _zoom_axis(w, z)
         sources.append((rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(h * w, 4))
         weights.append((row_w[:, None, :, None] * col_w[None, :, None, :]).reshape(h * w, 4))
-    sources, weights = torch.stack(sources), torch.stack(weights)
-    matrix = torch.zeros(h * w, h * w, dtype=torch.float64)
-    dest = torch.arange(h * w).view(1, -1, 1).expand_as(sources)
-    matrix.index_put_((sources.reshape(-1), dest.reshape(-1)), weights.reshape(-1), accumulate=True)
-    return sources.to(device), weights.to(device), matrix.float().to(device)
+    sources, weights = torch.cat(sources, 1), torch.cat(weights, 1)
+    blocks = []
+    for top in range(0, h, _BLOCK):
+        for left in range(0, w, _BLOCK):
+            out_rows, out_cols = slice(top, min(top + _BLOCK, h)), slice(left, min(left + _BLOCK, w))
+            pixels = (torch.arange(h)[out_rows, None] * w + torch.arange(w)[None, out_cols]).flatten()
+            src = sources[pixels]
+            src_rows, src_cols = src // w, src % w
+            r0, c0 = int(src_rows.min()), int(src_cols.min())
+            in_rows, in_cols = slice(r0, int(src_rows.max()) + 1), slice(c0, int(src_cols.max()) + 1)
+            local = (src_rows - r0) * (in_cols.stop - c0) + (src_cols - c0)
+            dest = torch.arange(pixels.numel())[:, None].expand_as(local)
+            matrix = torch.zeros((in_rows.stop - r0) * (in_cols.stop - c0), pixels.numel(), dtype=torch.float64)
+            matrix.index_put_((local.flatten(), dest.flatten()), weights[pixels].flatten(), accumulate=True)
+            blocks.append((out_rows, out_cols, in_rows, in_cols, matrix.float().to(device)))
+    return sources.to(device), weights.to(device), blocks
 
 
 def _zoom_blur_at(x: torch.Tensor, positions: torch.Tensor, sources, weights) -> torch.Tensor:
@@ -270,37 +289,42 @@ def _zoom_blur_at(x: torch.Tensor, positions: torch.Tensor, sources, weights) ->
     sample in float64 rounded to float32, summed one zoom after another in float32, then
     (x + sum) / (n + 1) and the truncation."""
     flat = x.reshape(-1)
-    plane_size = x.shape[-2] * x.shape[-1]
-    pixel = positions % plane_size
-    samples = flat.take((positions - pixel)[:, None] + sources[:, pixel]).double().mul_(weights[:, pixel]).sum(-1).float()
-    total = torch.zeros_like(samples[0])
-    for sample in samples:  # sequential float32 accumulation, as `out += clipped_zoom(x, z)`
-        total += sample
-    return finish((flat[positions] + total) / (samples.shape[0] + 1))
+    pixel = positions % (x.shape[-2] * x.shape[-1])
+    src = sources.index_select(0, pixel).add_((positions - pixel)[:, None])
+    samples = flat.take(src).double().mul_(weights.index_select(0, pixel))
+    samples = samples.view(positions.numel(), -1, 4).sum(-1).float()  # (positions, zooms)
+    total = torch.zeros_like(samples[:, 0])
+    for k in range(samples.shape[1]):  # sequential float32 accumulation, as `out += clipped_zoom(x, z)`
+        total += samples[:, k]
+    return finish((flat[positions] + total) / (samples.shape[1] + 1))
 
 
-_DENSE_ZOOM_MAX = 64 * 64  # pixels per plane for the dense-matrix path (its float32 matrix: 64 MB)
+_FAST_ZOOM_MAX = 128 * 128  # pixels per plane for the blocked-matrix path (its matrices stay < 40 MB)
 
 
 @register("zoom_blur", random=False)
 def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Mean of the image and its clipped zooms, bit-exact with the reference's float32 arithmetic.
 
-    The blur is a fixed linear map, so for small images it is one GEMM with a cached matrix. That
-    lands within 2e-4 of the reference's float32 result, which only matters where the result is
-    within that of an integer (flat areas, ~1-3% of values): those are recomputed exactly.
+    The blur is a fixed linear map, so it runs as a few cached tile matrices (GEMMs). That lands
+    within 2e-4 of the reference's float32 result, which only matters where the result is within
+    that of an integer (flat areas, ~1-3% of values): those are recomputed exactly.
     """
     factors = zoom_factors(severity)
     n, c, h, w = images.shape
     x = to_unit(images, torch.float32)
-    if h * w > _DENSE_ZOOM_MAX:  # large images: the reference's loop, zoom by zoom
+    if h * w > _FAST_ZOOM_MAX:  # large images: the reference's loop, zoom by zoom
         x64, total = x.double(), torch.zeros_like(x)
         for z in factors:
             total += clipped_zoom(x64, z).float()
         return finish((x + total) / (len(factors) + 1))
-    sources, weights, matrix = _zoom_operator(severity, h, w, str(images.device))
-    planes = x.view(n * c, h * w)
-    value = torch.addmm(planes, planes, matrix).div_(len(factors) + 1).mul_(255).view(-1)
+    sources, weights, blocks = _zoom_operator(severity, h, w, str(images.device))
+    planes = x.view(n * c, h, w)
+    value = planes.clone()
+    for out_rows, out_cols, in_rows, in_cols, matrix in blocks:
+        window = planes[:, in_rows, in_cols].reshape(n * c, -1)
+        value[:, out_rows, out_cols] += (window @ matrix).view(n * c, out_rows.stop - out_rows.start, -1)
+    value = value.div_(len(factors) + 1).mul_(255).view(-1)
     out = value.clamp(0, 255).floor_().to(torch.uint8)
     near = (value - value.round()).abs_().lt_(1e-3).nonzero().squeeze(1)
     out[near] = _zoom_blur_at(x, near, sources, weights)
