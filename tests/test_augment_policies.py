@@ -90,6 +90,14 @@ def test_output_contract_and_reproducibility(name):
         assert not torch.equal(out, policy(x, generator=gen(2)))
 
 
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_empty_batches_and_tiny_images(name):
+    policy = make_policy(name)
+    for shape in [(0, 3, 32, 32), (3, 3, 1, 1), (2, 3, 5, 7)]:
+        out = policy(torch.zeros(shape, dtype=torch.uint8), generator=gen(0))
+        assert out.shape == shape and out.dtype == (torch.float32 if name == "augmix" else torch.uint8)
+
+
 def test_rejects_non_uint8_images():
     with pytest.raises(ValueError):
         make_policy("standard")(torch.rand(2, 3, 8, 8))

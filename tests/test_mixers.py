@@ -133,3 +133,9 @@ def test_generator_reproducibility(name):
     b = mixer(images, labels, generator=torch.Generator().manual_seed(5))
     c = mixer(images, labels, generator=torch.Generator().manual_seed(6))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_empty_batch(name):
+    mixed, soft = make_mixer(name, K)(torch.zeros(0, 3, H, W, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
+    assert mixed.shape == (0, 3, H, W) and mixed.dtype == torch.float32 and soft.shape == (0, K)

@@ -56,7 +56,7 @@ class Mixer:
         else:
             soft = targets.float()
         draws: dict = {}
-        x, y = self.mix(images, soft, generator, draws)
+        x, y = self.mix(images, soft, generator, draws) if len(images) else (images, soft)
         x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
         return (x, y, draws) if return_params else (x, y)
 

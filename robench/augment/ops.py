@@ -62,7 +62,7 @@ def _f32(v: float) -> float:
     return float(torch.tensor(v, dtype=torch.float32))
 
 
-# ----------------------------------------------------------------------------- colour ops
+# ----------------------------------------------------------------------------- pixel ops
 
 
 def identity(x: Tensor, _=None) -> Tensor:

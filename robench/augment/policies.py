@@ -33,8 +33,12 @@ from .params import Param, resolve
 # All draws go through these helpers so that every one uses the caller's generator and device.
 
 
+def _real(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
 def _rand(shape, gen, device) -> Tensor:
-    return torch.rand(shape, generator=gen, device=device, dtype=torch.float64 if device.type != "mps" else torch.float32)
+    return torch.rand(shape, generator=gen, device=device, dtype=_real(device))
 
 
 def _randint(low: int, high: int, shape, gen, device) -> Tensor:
@@ -42,8 +46,7 @@ def _randint(low: int, high: int, shape, gen, device) -> Tensor:
 
 
 def _gamma(alpha: float, shape, gen, device) -> Tensor:
-    dtype = torch.float64 if device.type != "mps" else torch.float32
-    return torch._standard_gamma(torch.full(shape, float(alpha), dtype=dtype, device=device), generator=gen)
+    return torch._standard_gamma(torch.full(shape, float(alpha), dtype=_real(device), device=device), generator=gen)
 
 
 def dirichlet(alpha: float, shape, gen, device) -> Tensor:
@@ -86,7 +89,7 @@ class Policy:
     name: str = ""
     description: str = ""
     params: dict[str, Param] = {}
-    has_base = False  # subclasses with a `base` parameter apply standard_crop_flip first
+    output_dtype = torch.uint8
 
     def __init__(self, **given):
         self.config = resolve(f"policy '{self.name}'", self.params, given)
@@ -99,12 +102,19 @@ class Policy:
         raise NotImplementedError
 
     def __call__(self, images: Tensor, generator: torch.Generator | None = None, return_params: bool = False):
+        """Augment uint8 images (N, 3, H, W). With return_params, also return a dict of the draws:
+        always "base" (the images after the base crop+flip, what the policy proper acted on), plus
+        the policy's per-image draws (crop_top/crop_left/flip, ops, params, ... see each policy)."""
         if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"policy '{self.name}' expects uint8 images (N, 3, H, W), got "
                              f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
         draws: dict = {}
         x = images
-        if self.has_base and self.config["base"] == "standard":
+        if x.shape[0] == 0:  # nothing to draw for
+            draws["base"] = x
+            out = x.to(self.output_dtype)
+            return (out, draws) if return_params else out
+        if self.config.get("base") == "standard":  # policies with a `base` parameter
             x = standard_crop_flip(x, generator, draws)
         draws["base"] = x
         out = self.apply(x, generator, draws)
@@ -129,6 +139,9 @@ class NoAugment(Policy):
 
 @register
 class Standard(Policy):
+    """Random crop of the zero-padded image back to its size, then hflip with p = 0.5.
+    Draws: crop_top, crop_left (0 .. 2 pad), flip."""
+
     name = "standard"
     description = "random crop of the 4-px zero-padded image + horizontal flip (CIFAR convention)"
     params = {"pad": Param(4, "zero padding in pixels before the random crop", lo=0)}
@@ -139,6 +152,10 @@ class Standard(Policy):
 
 @register
 class Simple(Policy):
+    """The Keras RandAugment tutorial's "simple" pipeline: RandomFlip("horizontal"),
+    RandomRotation(0.02), RandomZoom(0.2, 0.2), with Keras' bilinear sampling and reflect fill.
+    Draws: flip, angle (degrees), zoom_x, zoom_y (> 1 zooms out)."""
+
     name = "simple"
     description = "Keras tutorial baseline: horizontal flip, rotation up to +-7.2 deg, zoom +-20%"
     params = {
@@ -166,10 +183,12 @@ class Simple(Policy):
 
 @register
 class Cutout(Policy):
+    """DeVries & Taylor's Cutout after crop+flip: one size x size zero square per image, its centre
+    uniform over the image and the square clipped at the border. Draws: cutout_y, cutout_x."""
+
     name = "cutout"
     description = "crop+flip, then one zeroed square (DeVries & Taylor; 16 px for CIFAR-10, 8 for CIFAR-100)"
     params = {"size": Param(16, "side of the square hole in pixels", lo=0), "base": _BASE}
-    has_base = True
 
     def apply(self, x, gen, draws):
         n, h, w = x.shape[0], *x.shape[-2:]
@@ -179,9 +198,11 @@ class Cutout(Policy):
 
 
 # ----------------------------------------------------------------------------- torchvision-style spaces
-# Each entry: (torchvision op name, our op, magnitudes(num_bins, h, w) or None, signed,
-# conversion of torchvision's float magnitude to our op's parameter). Magnitude tables are
-# computed in float32 like torchvision's and read back as Python floats (float64 here).
+# A space maps torchvision's op name to (our op, magnitudes(num_bins, h, w) or None, signed,
+# conversion of torchvision's float magnitude to our op's parameter), in torchvision's order.
+# Magnitude tables are computed in float32 like torchvision's and read back as Python floats
+# (float64 here), then converted as torchvision's op code does (int() for shifts and bits,
+# 1 + m for enhancements, 255 m for the solarize threshold).
 
 
 def _lin(hi: float, lo: float = 0.0):
@@ -285,7 +306,6 @@ class _SpacePolicy(Policy):
     """Shared plumbing of the torchvision-style policies: op names and cached parameter tables."""
 
     space: dict = {}
-    has_base = True
 
     def tables(self, x: Tensor, bins: int) -> tuple[Tensor, Tensor]:
         key = (bins, *x.shape[-2:], x.device)
@@ -301,6 +321,9 @@ class _SpacePolicy(Policy):
 
 @register
 class RandAugment(_SpacePolicy):
+    """torchvision's RandAugment per image: num_ops ops drawn uniformly with replacement from 14,
+    all at bin `magnitude`; signed ops are negated with p = 0.5. Draws: ops, negative, params (N, num_ops)."""
+
     name = "randaugment"
     description = "crop+flip, then num_ops ops drawn uniformly from 14 at one magnitude (torchvision ranges)"
     params = {
@@ -331,6 +354,9 @@ class RandAugment(_SpacePolicy):
 
 @register
 class TrivialAugment(_SpacePolicy):
+    """torchvision's TrivialAugmentWide per image: one op of 14 and one magnitude bin, both uniform;
+    signed ops negated with p = 0.5. Draws: ops, bins, negative, params (N,)."""
+
     name = "trivialaugment"
     description = "crop+flip, then one op per image with a uniform magnitude (TrivialAugment Wide)"
     params = {
@@ -353,6 +379,10 @@ class TrivialAugment(_SpacePolicy):
 
 @register
 class AutoAugment(_SpacePolicy):
+    """AutoAugment's CIFAR-10 policy per image: one of 25 sub-policies, each of its two steps
+    applied with its probability at its magnitude bin (10 bins); signed ops negated with p = 0.5.
+    Draws: subpolicy (N,), applied, negative, ops (-1 = skipped), params (N, 2)."""
+
     name = "autoaugment"
     description = "crop+flip, then one of AutoAugment's 25 CIFAR-10 sub-policies per image"
     params = {"base": _BASE, "interpolation": _INTERP}
@@ -408,7 +438,14 @@ AUGMIX_ALL_OPS: dict[str, Callable | None] = {
 
 @register
 class AugMix(Policy):
+    """The official AugMix per image: `width` chains of `depth` ops (-1: 1..3 per chain), ops drawn
+    with replacement, levels U(0.1, severity), signs +-1, chain weights Dirichlet(alpha), blend
+    m ~ Beta(alpha, alpha); output (1 - m) x + m sum_i w_i chain_i(x) as float32 in [0, 1].
+    Draws: depth (N, width), ops/levels/signs/params (N, width, max depth; ops -1 past the depth),
+    weights (N, width), m (N,), op_names."""
+
     name = "augmix"
+    output_dtype = torch.float32
     description = "crop+flip, then AugMix (official code): 3 random op chains mixed with the image; float output"
     params = {
         "severity": Param(3, "op strength; levels are drawn from U(0.1, severity)", lo=1, hi=10),
@@ -420,7 +457,6 @@ class AugMix(Policy):
         "interpolation": Param("bilinear", "resampling of rotate/shear (official: PIL bilinear)",
                                choices=("nearest", "bilinear")),
     }
-    has_base = True
 
     def check(self):
         if self.config["depth"] == 0:
@@ -465,11 +501,15 @@ class AugMix(Policy):
         # Official: out = (1 - m) * image + m * sum_i w_i * chain_i, in float32 on [0, 1] images (the
         # official code normalises first; the mix is affine with weights summing to 1, so that
         # commutes). The 1/255 is folded into the weights; addcmul reads the uint8 chains directly.
+        # On CPU the batch is mixed in slices, so that the float temporaries stay small and reused.
         k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
         k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
-        out = x.float().mul_(k0)
-        for i in range(width):
-            out.addcmul_(chains[i], k[i])
+        out = torch.empty(x.shape, dtype=torch.float32, device=dev)
+        step = 128 if dev.type == "cpu" else max(n, 1)
+        for a in range(0, n, step):
+            part = out[a : a + step].copy_(x[a : a + step]).mul_(k0[a : a + step])
+            for i in range(width):
+                part.addcmul_(chains[i, a : a + step], k[i, a : a + step])
         return out
 
 
