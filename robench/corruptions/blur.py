@@ -327,7 +327,8 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
     value = value.div_(len(factors) + 1).mul_(255).view(-1)
     out = value.clamp(0, 255).floor_().to(torch.uint8)
     near = (value - value.round()).abs_().lt_(1e-3).nonzero().squeeze(1)
-    out[near] = _zoom_blur_at(x, near, sources, weights)
+    if near.numel():
+        out[near] = _zoom_blur_at(x, near, sources, weights)
     return out.view(n, c, h, w)
 
 
