@@ -170,8 +170,9 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
 
     out(col, row) = sum_i k_i * in(clamp(col + ceil(i cos a - 0.5)), clamp(row + ceil(i sin a - 0.5)))
     in float64 on Q16 values (v * 257), then Q = floor(acc + 0.5) and the 8-bit PNG value
-    floor(Q / 257): a trail from each pixel along +angle (y points down). Checked against IM 6.9.11
-    Q16 (`convert -motion-blur`): identical on 102,400 values over many radii, sigmas and angles.
+    floor(Q / 257). Each output pixel weighs the pixels at and ahead of it along the angle (y points
+    down), so a bright dot smears backwards. Checked against IM 6.9.11 Q16 (`convert -motion-blur`):
+    identical on 632,992 values (photos, snow layers, random 8-48 px images, all angles, radii 6-14).
 
     Batched without a per-tap pixel gather: rows are padded with copies of their edge pixels so a
     clamped column shift becomes a window start, and each tap copies one W-long window per

@@ -5,7 +5,11 @@ where one draw of shape (32, 32, 3) is made per image. None of these has a size-
 so any H x W works unchanged.
 
 Deliberate deviations (distribution-preserving, for speed):
-- Arithmetic is float32, not the reference's float64: the random draws dominate any rounding.
+- gaussian and speckle noise compute in float32, not the reference's float64: the random draws
+  dominate any rounding.
+- shot_noise samples Poisson counts with alias tables instead of NumPy's samplers: same
+  distribution, with the mass beyond ~10 standard deviations (< 1e-20) left out; the counts are
+  then turned into pixels in float64 exactly as the reference does.
 - impulse_noise uses one uniform per value (salt if u < a/2, pepper if a/2 <= u < a) instead of
   skimage's two boolean draws; P(salt) = P(pepper) = a/2 and independence per value are the same.
 """
