@@ -19,7 +19,9 @@ parameter):
   Bilinear results are rounded like torchvision's and may differ by 1 on rare pixels.
 
 `run_slots` applies a different op to each image of a batch, slot after slot: each op runs once
-on the images that drew it, and the affine ops of a slot share one resampling call.
+on the images that drew it, and the affine ops of a slot are resampled together (one call with
+nearest sampling; with bilinear, x-only shears/shifts, y-only ones and the rest get a call each,
+as one-axis resampling needs two taps instead of four). Nothing loops over images in Python.
 """
 
 from __future__ import annotations
@@ -459,9 +461,10 @@ def run_slots(
     op < 0 leaves it unchanged. op and param are (N, S) (or (N,) for one slot).
 
     Per slot, the batch is sorted by op (one device sync for the group sizes), so each op runs once
-    on a contiguous slice of the images that drew it, and all affine ops share one resampling call
-    (two when `nearest` names affine ops, e.g. whole-pixel shifts, that need no interpolation).
-    Images stay in sorted order between slots and are put back in place once at the end.
+    on a contiguous slice of the images that drew it, and the affine ops are resampled together:
+    one call with nearest sampling (`nearest` names affine ops resampled that way whatever the
+    interpolation, e.g. whole-pixel shifts), and for bilinear one call per axis class (see
+    `affine`'s axis). Images stay in sorted order between slots and are put back once at the end.
     """
     n, _, h, w = x.shape
     op = op.to(device=x.device, dtype=torch.long).view(n, -1).clamp(min=-1)
