@@ -13,7 +13,6 @@ Deliberate deviations:
   iteration. At 32 x 32 that is exactly the reference (its "swap" only copies, offsets are in
   {-1, 0}, and the loop runs bottom-right to top-left, so no pixel reads one already moved); for
   sizes where the scaled displacement exceeds 1 px it is a close, order-free approximation.
-- glass_blur runs in float32 (it is random; rounding is far below its spread).
 - motion_blur drops kernel taps whose normalised weight is below 1e-12 (tails of exp(-i^2 / 2s^2)):
   together they move the Q16 accumulator by < 1e-6 of a level.
 """
@@ -39,29 +38,31 @@ def _scale(images: torch.Tensor) -> float:
 # Gaussian filter with scipy's exact arithmetic
 
 
-def _filter_axis_nearest(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """scipy.ndimage.correlate1d with a symmetric kernel, mode 'nearest', along dim: scipy sums
-    x[i] * k[0] + (x[i-j] + x[i+j]) * k[j] for the farthest pair first; doing the same here (product
-    and sum rounded separately) reproduces its float64 results bit for bit."""
-    radius = (kernel.numel() - 1) // 2
-    size = x.shape[dim]
-    padded = x.index_select(dim, torch.arange(-radius, size + radius, device=x.device).clamp_(0, size - 1))
-    tap = lambda offset: padded.narrow(dim, radius + offset, size)  # noqa: E731
-    out = tap(0) * float(kernel[radius])
-    pair = torch.empty_like(out)
-    for j in range(radius, 0, -1):
-        torch.add(tap(-j), tap(j), out=pair)
-        out += pair.mul_(float(kernel[radius + j]))
-    return out
-
-
 def gaussian_filter_nearest(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """scipy.ndimage.gaussian_filter over H then W of (N, C, H, W), mode 'nearest', truncate 4
-    (radius int(4 sigma + 0.5); radius 0 leaves the image as it is)."""
-    kernel = gaussian_kernel1d(sigma, dtype=torch.float64)
-    if kernel.numel() == 1:
+    (radius int(4 sigma + 0.5); radius 0 leaves the image as it is).
+
+    scipy's correlate1d sums a symmetric kernel as x[i] k[0] + (x[i-j] + x[i+j]) k[j], farthest
+    pair first; doing the same (products and sums rounded separately) reproduces its float64
+    results bit for bit, which matters where values sit on an integer before the truncation.
+    The edge padding is done once for both axes: replicating columns commutes with the row pass.
+    """
+    kernel = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
+    r = (len(kernel) - 1) // 2
+    if r == 0:
         return x.clone()
-    return _filter_axis_nearest(_filter_axis_nearest(x, kernel, 2), kernel, 3)
+    padded = F.pad(x, (r, r, r, r), mode="replicate")
+
+    def correlate(p: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        tap = lambda offset: p.narrow(dim, r + offset, size)  # noqa: E731
+        out = tap(0) * kernel[r]
+        pair = torch.empty_like(out)
+        for j in range(r, 0, -1):
+            torch.add(tap(-j), tap(j), out=pair)
+            out += pair.mul_(kernel[r + j])
+        return out
+
+    return correlate(correlate(padded, 2, x.shape[2]), 3, x.shape[3])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,16 +112,6 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator
 # glass_blur
 
 
-def _blur_matrix(sigma: float, size: int, device) -> torch.Tensor:
-    """(size, size) float32 matrix of scipy's Gaussian filter (mode 'nearest') along one axis:
-    (M @ v)[i] = sum_j k[j] * v[clamp(i + j - r)]. Two small matmuls beat any 1-channel conv on CPU."""
-    kernel = gaussian_kernel1d(sigma)
-    radius = (kernel.numel() - 1) // 2
-    src = (torch.arange(size)[:, None] + torch.arange(-radius, radius + 1)).clamp_(0, size - 1)
-    matrix = torch.zeros(size, size, dtype=torch.float64).scatter_add_(1, src, kernel.expand(size, -1).contiguous())
-    return matrix.float().to(device)
-
-
 @register("glass_blur")
 def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur -> u8, then `iterations` passes where every pixel (except a top/left border)
@@ -131,10 +122,9 @@ def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) 
     sigma, delta = sigma * s, max(1, round(delta * s))
     n, c, h, w = images.shape
     device = images.device
-    rows, cols = _blur_matrix(sigma, h, device), _blur_matrix(sigma, w, device)
 
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        return finish(rows @ to_unit(x, torch.float32) @ cols.T)
+    def blur(x: torch.Tensor) -> torch.Tensor:  # float64 in scipy's order: flat areas truncate alike
+        return finish(gaussian_filter_nearest(to_unit(x, torch.float64), sigma))
 
     x = blur(images)
     # Each visited pixel draws one of (2d)^2 offsets (dy, dx); the reference visits rows
