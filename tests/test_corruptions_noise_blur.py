@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robench.corruptions import corrupt
-from robench.corruptions.blur import clipped_zoom, disk_kernel, motion_blur_q16, zoom_factors
+from robench.corruptions.blur import clipped_zoom, disk_kernel, motion_blur_q16, scipy_gaussian_kernel, zoom_factors
 
 NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
 BLUR = ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")
@@ -216,6 +216,19 @@ def test_motion_blur_trails_along_the_angle_with_per_image_angles():
     images = dot[:1].expand(64, 3, 32, 32).contiguous()
     blurred = corrupt(images, "motion_blur", 3, seed=0)
     assert len({tuple(b[0].nonzero().flatten().tolist()) for b in blurred}) > 10  # angles differ per image
+
+
+def test_gaussian_weights_are_scipys_to_the_last_bit():
+    """scipy.ndimage._gaussian_kernel1d (centre and right half, as float.hex) for sigma 0.7 and 1.0,
+    where the order of operations decides the last ulp."""
+    expected = {
+        0.7: ["0x1.23c2d39adde1dp-1", "0x1.a4a892b55c7f0p-3", "0x1.3b3170a27df78p-7", "0x1.eaf0abfddfc56p-15"],
+        1.0: ["0x1.9884a307594fbp-2", "0x1.ef8eb9ad499bap-3", "0x1.ba4b99d1799abp-5", "0x1.22724cb7eb269p-8",
+              "0x1.18a9c4fd536c6p-13"],
+    }
+    for sigma, halves in expected.items():
+        weights = scipy_gaussian_kernel(sigma)
+        assert [w.hex() for w in weights[len(weights) // 2 :]] == halves and weights == weights[::-1]
 
 
 def test_gaussian_blur_is_scipy_with_edge_replication():

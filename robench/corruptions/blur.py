@@ -22,10 +22,11 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import finish, gaussian_kernel1d, to_unit
+from robench.corruptions._ops import finish, to_unit
 from robench.corruptions.registry import register
 
 
@@ -38,6 +39,14 @@ def _scale(images: torch.Tensor) -> float:
 # Gaussian filter with scipy's exact arithmetic
 
 
+def scipy_gaussian_kernel(sigma: float, truncate: float = 4.0) -> list[float]:
+    """scipy.ndimage's 1-D Gaussian weights to the last bit: radius int(truncate * sigma + 0.5),
+    exp(-0.5 / sigma^2 * i^2) divided by its NumPy sum (the operation order decides the last ulp)."""
+    i = np.arange(-int(truncate * sigma + 0.5), int(truncate * sigma + 0.5) + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * i**2)
+    return (weights / weights.sum()).tolist()
+
+
 def gaussian_filter_nearest(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """scipy.ndimage.gaussian_filter over H then W of (N, C, H, W), mode 'nearest', truncate 4
     (radius int(4 sigma + 0.5); radius 0 leaves the image as it is).
@@ -47,7 +56,7 @@ def gaussian_filter_nearest(x: torch.Tensor, sigma: float) -> torch.Tensor:
     results bit for bit, which matters where values sit on an integer before the truncation.
     The edge padding is done once for both axes: replicating columns commutes with the row pass.
     """
-    kernel = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
+    kernel = scipy_gaussian_kernel(sigma)
     r = (len(kernel) - 1) // 2
     if r == 0:
         return x.clone()
