@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from robench.corruptions._ops import gaussian_kernel1d
 from robench.corruptions.registry import register
+from robench.corruptions.weather import in_chunks
 
 # (alpha, sigma, affine jitter) as factors of IMSIZE: 32 * these are the CIFAR floats exactly.
 FACTORS = [(0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]
@@ -39,7 +40,6 @@ FACTORS = [(0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 
 AB_BITS, INTER_BITS = 10, 5
 INTER_TAB_SIZE = 1 << INTER_BITS
 
-CPU_CHUNK = 512  # see weather.in_chunks: chunked CPU batches avoid slow large allocations
 
 
 def affine_points(h: int, w: int) -> list[list[float]]:
@@ -191,7 +191,9 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
     return (image.clamp_(0, 1) * 255).floor_().to(torch.uint8)
 
 
-def _one_chunk(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+@register("elastic_transform")
+@in_chunks
+def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)
 
@@ -202,10 +204,3 @@ def _one_chunk(images: torch.Tensor, severity: int, generator: torch.Generator) 
     offsets = uniform(-affine, affine, n, 3, 2).to(torch.float32)
     noise_x, noise_y = (uniform(-1, 1, n, h, w), uniform(-1, 1, n, h, w)) if alpha != 0 else (None, None)
     return apply(images, severity, offsets, noise_x, noise_y)
-
-
-@register("elastic_transform")
-def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    if images.device.type != "cpu" or images.shape[0] <= CPU_CHUNK:
-        return _one_chunk(images, severity, generator)
-    return torch.cat([_one_chunk(part, severity, generator) for part in images.split(CPU_CHUNK)])

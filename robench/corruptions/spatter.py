@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from robench.corruptions.elastic import gaussian_filter_2d
 from robench.corruptions.registry import register
+from robench.corruptions.weather import in_chunks
 
 # (mean, std, sigma, threshold, intensity, mud) per severity.
 SPATTER = [
@@ -42,7 +43,6 @@ SPATTER = [
 WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)
 MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)
 
-CPU_CHUNK = 512  # see weather.in_chunks; the row-by-row passes here like somewhat larger chunks
 
 
 # ---- Canny -------------------------------------------------------------------------------------
@@ -54,7 +54,7 @@ TG22 = int(0.4142135623730950488016887242097 * (1 << CANNY_SHIFT) + 0.5)  # tan(
 def canny(image: torch.Tensor, low: int = 50, high: int = 150) -> torch.Tensor:
     """cv2.Canny(image, low, high) (aperture 3, L1 gradient) for integer (n, H, W) -> bool edges."""
     n, h, w = image.shape
-    p = F.pad(image.to(torch.int32)[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # Sobel borders
+    p = _pad1(image.to(torch.int32), 0)  # Sobel borders: replicated
     smooth_v = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # (n, H, W + 2): [1 2 1] down the rows
     smooth_h = p[:, :, :-2] + 2 * p[:, :, 1:-1] + p[:, :, 2:]  # (n, H + 2, W)
     dx = smooth_v[:, :, 2:] - smooth_v[:, :, :-2]
@@ -152,9 +152,16 @@ def distance_transform(edges: torch.Tensor, cap: float = 20.0) -> torch.Tensor:
 # ---- small OpenCV filters on uint8-valued integer images ----------------------------------------
 
 
+def _pad1(x: torch.Tensor, inner: int) -> torch.Tensor:
+    """(n, H, W) padded by one pixel per side, copying the row/column `inner` steps inside the
+    border: 0 replicates the edge (BORDER_REPLICATE), 1 is BORDER_REFLECT_101 (OpenCV's default).
+    Slices rather than F.pad's modes, which not every device implements for integer tensors."""
+    x = torch.cat([x[:, inner : inner + 1], x, x[:, x.shape[1] - 1 - inner : x.shape[1] - inner]], 1)
+    return torch.cat([x[:, :, inner : inner + 1], x, x[:, :, x.shape[2] - 1 - inner : x.shape[2] - inner]], 2)
+
+
 def _reflect101_pad(x: torch.Tensor) -> torch.Tensor:
-    """(n, H, W) padded by 1 with BORDER_REFLECT_101 (OpenCV's default border)."""
-    return F.pad(x[:, None], (1, 1, 1, 1), mode="reflect")[:, 0]
+    return _pad1(x, 1)
 
 
 def _box3_sum(x: torch.Tensor) -> torch.Tensor:
@@ -247,15 +254,10 @@ def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Ten
     return out.clamp_(0, 1).mul_(255).floor_().to(torch.uint8)
 
 
-def _one_chunk(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+@register("spatter")
+@in_chunks
+def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     # Standard normal draws in float32 (6x faster than float64 on CPU; the same distribution).
     noise = torch.randn((n, h, w), generator=generator, device=images.device).to(torch.float64)
     return apply(images, severity, noise)
-
-
-@register("spatter")
-def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-    if images.device.type != "cpu" or images.shape[0] <= CPU_CHUNK:
-        return _one_chunk(images, severity, generator)
-    return torch.cat([_one_chunk(part, severity, generator) for part in images.split(CPU_CHUNK)])
