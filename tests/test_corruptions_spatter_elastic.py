@@ -148,6 +148,16 @@ def test_spatter_empty_water_layer_gives_black_like_the_generator():
     assert (mud.int() - images.int()).abs().max() <= 1
 
 
+def test_spatter_keeps_its_drops_at_other_sizes():
+    """The scaled blur comes with a scaled noise amplitude, so larger images still get drops (an
+    empty water layer would blacken them) and are not flooded either."""
+    images = torch.full((8, 3, 96, 80), 60, dtype=torch.uint8)
+    for severity in (1, 2, 3):
+        out = corrupt(images, "spatter", severity, seed=0)
+        changed = (out != images).any(1).flatten(1).float().mean(1)  # share of pixels touched
+        assert (changed > 0.002).all() and (changed < 0.5).all(), (severity, changed)
+
+
 def test_spatter_water_is_turquoise_and_mud_is_brown():
     images = torch.full((16, 3, 32, 32), 40, dtype=torch.uint8)
     water = corrupt(images, "spatter", 3, seed=0).double() - 40

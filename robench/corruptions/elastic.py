@@ -160,12 +160,13 @@ def map_coordinates_reflect(image: torch.Tensor, dy: torch.Tensor, dx: torch.Ten
     grid_sample's 'reflection' padding does with align_corners=False; in float64 it agrees with scipy
     to the last bit or so (no float32 result differed in the development checks)."""
     n, c, h, w = image.shape
-    ys = torch.arange(h, dtype=torch.float64, device=image.device).view(1, h, 1)
-    xs = torch.arange(w, dtype=torch.float64, device=image.device).view(1, 1, w)
-    # Pixel coordinates -> grid_sample's [-1, 1] (align_corners=False: -1 is the left pixel edge).
-    gx = (2 * (xs + dx.to(torch.float64)) + 1) / w - 1
-    gy = (2 * (ys + dy.to(torch.float64)) + 1) / h - 1
-    grid = torch.stack([gx, gy], -1)
+    # Pixel coordinates -> grid_sample's [-1, 1] (align_corners=False: -1 is the left pixel edge):
+    # g = (2 * (x + dx) + 1) / w - 1, written as dx * (2 / w) + base (fewer passes over the batch).
+    grid = torch.empty((n, h, w, 2), dtype=torch.float64, device=image.device)
+    xs = torch.arange(w, dtype=torch.float64, device=image.device)
+    ys = torch.arange(h, dtype=torch.float64, device=image.device)
+    torch.add(dx.to(torch.float64) * (2 / w), ((2 * xs + 1) / w - 1).view(1, 1, w), out=grid[..., 0])
+    torch.add(dy.to(torch.float64) * (2 / h), ((2 * ys + 1) / h - 1).view(1, h, 1), out=grid[..., 1])
     out = F.grid_sample(image.to(torch.float64), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.to(torch.float32)
 

@@ -19,8 +19,10 @@ all of them matched OpenCV 4.10 bit for bit on thousands of layers.
 Mud: `m = gaussian(float(L > threshold), 0.6)` (float64, 'nearest'), `m[m < 0.8] = 0`,
 `out = clip(x * (1 - m) + m * (63, 42, 20) / 255, 0, 1) * 255` in float32.
 
-Other sizes: the Gaussian sigmas (in pixels) scale with min(H, W) / 32; the 3x3 kernels and the
-distance cap of 20 px stay as they are (the ImageNet-C generator keeps them at 224 px too).
+Other sizes: the Gaussian sigmas (in pixels) scale with min(H, W) / 32, and the layer's noise
+amplitude with them so that the blurred layer keeps its spread (else larger images would get
+almost no drops, and an empty water layer blackens the image); the 3x3 kernels and the distance
+cap of 20 px stay as they are (the ImageNet-C generator keeps them at 224 px too).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from robench.corruptions._ops import gaussian_kernel1d
 from robench.corruptions.elastic import gaussian_filter_2d
 from robench.corruptions.registry import register
 from robench.corruptions.weather import in_chunks
@@ -212,10 +215,22 @@ def _emboss(x: torch.Tensor) -> torch.Tensor:
 # ---- the corruption ----------------------------------------------------------------------------
 
 
+def _noise_gain(sigma: float) -> float:
+    """Standard deviation of Gaussian-filtered unit white noise in 2-D: the sum of the squared 1-D
+    weights (the 2-D kernel is their outer product)."""
+    return float((gaussian_kernel1d(sigma) ** 2).sum()) if sigma > 1e-15 else 1.0
+
+
 def liquid_layer(noise: torch.Tensor, severity: int, scale: float = 1.0) -> torch.Tensor:
-    """L = gaussian(mean + std * noise, sigma) with L < threshold set to 0; noise (n, H, W) ~ N(0, 1)."""
+    """L = gaussian(mean + std * noise, sigma) with L < threshold set to 0; noise (n, H, W) ~ N(0, 1).
+
+    At other sizes sigma is scaled, and so is the noise amplitude, by the factor that keeps the
+    filtered layer's spread (a wider blur averages more noise away): the drops keep their frequency
+    and grow with the image instead of vanishing (an empty water layer turns the image black)."""
     mean, std, sigma, threshold, _, _ = SPATTER[severity - 1]
-    layer = gaussian_filter_2d(mean + std * noise, sigma * scale, "nearest")
+    if scale != 1:
+        std, sigma = std * _noise_gain(sigma) / _noise_gain(sigma * scale), sigma * scale
+    layer = gaussian_filter_2d(mean + std * noise, sigma, "nearest")
     return torch.where(layer < threshold, 0.0, layer)
 
 
