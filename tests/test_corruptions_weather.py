@@ -30,16 +30,19 @@ def frost_dir(shared_dir, tmp_path, monkeypatch):
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
-    """An empty data dir and no network: frost must fall back to the procedural textures."""
+    """An empty data dir and no network: frost must fall back to the procedural textures.
+    Yields the list of attempted downloads."""
+    attempts = []
 
     def no_fetch(url, dest, md5, what, size=None, **_):
+        attempts.append(url)
         raise RobenchError(f"{what}: cannot download {url} (offline)")
 
     monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "empty"))
     monkeypatch.setattr(download, "fetch", no_fetch)
     download.set_data_dir(None)
     frost_textures.clear_cache()
-    yield
+    yield attempts
     frost_textures.clear_cache()
 
 
@@ -110,11 +113,15 @@ def test_frost_is_a_weighted_sum_with_a_window_of_a_texture(frost_dir):
     assert len(used) >= 3  # several textures get drawn
 
 
-def test_frost_offline_falls_back_to_procedural_with_one_warning(offline, capfd):
+def test_frost_offline_falls_back_to_procedural_with_one_warning(offline, capfd, tmp_path, monkeypatch):
     images = torch.full((4, 3, 32, 32), 100, dtype=torch.uint8)
     out = corrupt(images, "frost", 3, seed=0)
     assert frost_textures.texture_source() == "procedural"
+    assert len(offline) == 1
+    # Another empty data dir in the same process: no second download attempt, no second warning.
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "other"))
     corrupt(images, "frost", 3, seed=1)
+    assert len(offline) == 1 and frost_textures.texture_source() == "procedural"
     err = capfd.readouterr().err
     assert err.count("\n") == 1 and "procedural" in err and "frost" in err
     assert out.dtype == torch.uint8 and out.shape == images.shape

@@ -56,15 +56,18 @@ class TextureBank:
 
 _originals: dict[Path, tuple[list[torch.Tensor], str]] = {}
 _banks: dict[tuple, TextureBank] = {}
+_procedural: list[torch.Tensor] = []  # generated once per process
+_download_failed = False  # then other data dirs use only files already there (no second wait)
 _warned = False
 
 
 def clear_cache() -> None:
-    """Forget loaded textures and the offline warning (for tests that switch the data dir)."""
-    global _warned
+    """Forget loaded textures, a failed download and the offline warning (for tests that switch
+    the data dir)."""
+    global _warned, _download_failed
     _originals.clear()
     _banks.clear()
-    _warned = False
+    _warned = _download_failed = False
 
 
 def _data_dir() -> Path:
@@ -91,12 +94,16 @@ def _fetch_all(folder: Path) -> list[torch.Tensor]:
 
 def _load() -> tuple[list[torch.Tensor], str]:
     """The full-size photographs (or stand-ins) for the current data dir, loaded once."""
-    global _warned
+    global _warned, _download_failed
     key = _data_dir()
     if key not in _originals:
+        folder = key / "frost"
         try:
-            _originals[key] = (_fetch_all(key / "frost"), SOURCE)
+            if _download_failed and not all((folder / name).exists() for name, *_ in FILES):
+                raise RobenchError("a download already failed in this process")
+            _originals[key] = (_fetch_all(folder), SOURCE)
         except (RobenchError, ImportError, OSError) as e:
+            _download_failed = True
             if not _warned:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 print(
@@ -105,7 +112,9 @@ def _load() -> tuple[list[torch.Tensor], str]:
                     file=sys.stderr,
                 )
                 _warned = True
-            _originals[key] = (procedural_textures(), PROCEDURAL)
+            if not _procedural:
+                _procedural.extend(procedural_textures())
+            _originals[key] = (_procedural, PROCEDURAL)
     return _originals[key]
 
 
