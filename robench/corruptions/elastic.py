@@ -2,15 +2,17 @@
 
 What the generator does at 32x32 (float32 image in [0, 1]):
 1. Random affine: three fixed points, each moved by U(-a, a) per coordinate (float32), solved into
-   a 2x3 matrix by cv2.getAffineTransform (a 6x6 linear system, in double); cv2.warpAffine with INTER_LINEAR and BORDER_REFLECT_101. OpenCV inverts the
-   matrix and walks the destination grid in fixed point: source positions are rounded to 1/32 px
+   a 2x3 matrix by cv2.getAffineTransform (a 6x6 linear system, in double); cv2.warpAffine with
+   INTER_LINEAR and BORDER_REFLECT_101. OpenCV inverts the matrix and walks the destination grid
+   in fixed point: source positions are rounded to 1/32 px
    (`AB_BITS = 10`, `INTER_BITS = 5`), and a float image is interpolated with the exact float32
    weights of those 1/32 steps, summed in the order w00, w01, w10, w11.
 2. Displacements: `dx = float32(gaussian(U(-1, 1, (H, W)), sigma, mode='reflect', truncate=3) * alpha)`
    and the same for dy (a second draw); severity 1 has alpha = sigma = 0, so it is the affine alone.
 3. `scipy.ndimage.map_coordinates(image, (y + dy, x + dx, c), order=1, mode='reflect')`: bilinear
-   in double on the half-sample symmetric extension, cast to float32. Note the two border rules
-   (reflect-101 for the warp, half-sample symmetric here), kept as in the generator.
+   in double on the half-sample symmetric extension, cast to float32 (here: grid_sample in float64
+   with 'reflection' padding, the same function). Note the two border rules (reflect-101 for the
+   warp, half-sample symmetric here), kept as in the generator.
 4. `clip(., 0, 1) * 255` in float32, truncated to uint8.
 All of this is reproduced, including the fixed-point positions, so given the same draws the result
 equals the generator's (checked bit for bit against OpenCV 4.10 and SciPy 1.13 during development)
@@ -41,7 +43,6 @@ AB_BITS, INTER_BITS = 10, 5
 INTER_TAB_SIZE = 1 << INTER_BITS
 
 
-
 def affine_points(h: int, w: int) -> list[list[float]]:
     """The generator's three source points (as float32 values): centre + s, (c0 + s, c1 - s), centre - s,
     with centre = (H // 2, W // 2) and s = min(H, W) // 3; OpenCV reads each pair as (x, y)."""
@@ -66,11 +67,11 @@ def get_affine_transform(dst: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def _reflect101(index: torch.Tensor, size: int) -> torch.Tensor:
-    """OpenCV BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) with one reflection per side, exact for
-    indices in [-(size - 1), 2 * (size - 1)]: far more than the affine jitter reaches (the clamp
-    only keeps memory access safe)."""
+    """OpenCV BORDER_REFLECT_101 (gfedcb|abcdefgh|gfedcba) for any integer index."""
     last = size - 1
-    return (last - (last - index.abs()).abs()).clamp_(0, last)
+    if last == 0:
+        return torch.zeros_like(index)
+    return last - (last - index.remainder(2 * last)).abs()
 
 
 def warp_affine(image: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
