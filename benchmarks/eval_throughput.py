@@ -5,7 +5,7 @@ then times `robench.evaluate` reading it the way `robench eval --source official
 comparison, the way the AugMix reference evaluates (torchvision CIFAR dataset + per-image PIL ToTensor
 + Normalize in a DataLoader). Prints one JSON line per measurement.
 
-  python benchmarks/eval_throughput.py [--model resnet18] [--n 10000] [--corruptions 3] [--device auto]
+  python benchmarks/eval_throughput.py [--model resnet18|small-cnn|none] [--n 10000] [--corruptions 3] [--device auto]
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ from robench.data.csets import OfficialCSet
 from robench.evaluate import count_correct
 from robench.models import build_model
 from robench.runs import device_name, resolve_device
+
+
+class NullModel(torch.nn.Module):
+    """Stands in for a network: 10 'logits' read from the pixels, so only the data path is timed."""
+
+    def forward(self, x):
+        return x.flatten(1)[:, :10].float()
 
 
 def make_cset(folder: Path, n: int, corruptions: list[str]) -> None:
@@ -82,7 +89,7 @@ def reference_path(folder, corruptions, model, device, batch_size, workers) -> f
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--model", default="resnet18", help="a robench model, or none for the data path alone")
     parser.add_argument("--n", type=int, default=2000, help="test images per severity (10000 in CIFAR-10-C)")
     parser.add_argument("--corruptions", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)
@@ -92,7 +99,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = build_model(args.model, 10).to(device).eval()
+    # --model none times the data path alone (read, convert, move), which is what robench changes.
+    model = NullModel() if args.model == "none" else build_model(args.model, 10).to(device).eval()
     names = [f"corruption{i}" for i in range(args.corruptions)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
