@@ -141,9 +141,11 @@ def test_contract_dtype_shape_determinism_and_batch_independence(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_chunked_large_batches_equal_single_images(name, monkeypatch):
-    monkeypatch.setattr(digital, "CPU_CHUNK_PIXELS", 3 * 32 * 32)  # chunks of 3 images
+    from robench.corruptions import corrupt, registry
+
+    monkeypatch.setattr(registry, "CPU_PIECE_PIXELS", 3 * 32 * 32)  # corrupt() works in pieces of 3 images
     images = _photo_like(8, 32, 32, seed=4)
-    out = run(name, images, 2)
+    out = corrupt(images, name, 2)
     for k in (0, 4, 7):
         assert torch.equal(out[k : k + 1], run(name, images[k : k + 1], 2))
 

@@ -1,12 +1,13 @@
-"""Primitives shared by the corruptions: the generator's float/uint8 conventions and filters.
+"""Primitives shared by the corruptions: the generator's float/uint8 conventions and Gaussian filters.
 
-All functions work on batched (N, C, H, W) tensors on any device.
+All functions work on batched tensors on any device.
 """
 
 from __future__ import annotations
 
-import math
+from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,70 +22,71 @@ def finish(unit: torch.Tensor) -> torch.Tensor:
     return (unit.clamp(0, 1) * 255).floor_().to(torch.uint8)
 
 
-def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float64, device=None) -> torch.Tensor:
-    """scipy.ndimage's 1-D Gaussian: radius int(truncate*sigma + 0.5), weights normalised to 1."""
-    radius = int(truncate * float(sigma) + 0.5)
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    weights = torch.exp(-0.5 * offsets**2 / float(sigma) ** 2)
-    return (weights / weights.sum()).to(dtype=dtype, device=device)
+def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> list[float]:
+    """scipy.ndimage's 1-D Gaussian weights to the last bit: radius int(truncate * sigma + 0.5),
+    exp(-0.5 / sigma^2 * i^2) divided by its NumPy sum (the operation order decides the last ulp)."""
+    i = np.arange(-int(truncate * sigma + 0.5), int(truncate * sigma + 0.5) + 1)
+    weights = np.exp(-0.5 / (sigma * sigma) * i**2)
+    return (weights / weights.sum()).tolist()
 
 
-# scipy.ndimage mode -> torch.nn.functional.pad mode.
-# scipy 'nearest' repeats the edge; scipy 'reflect' is half-sample symmetric (d c b a | a b c d),
-# which torch lacks, so it is built by hand in `_pad_symmetric`; scipy 'mirror' = torch 'reflect'.
-_PAD_MODES = {"nearest": "replicate", "mirror": "reflect"}
+# Two Gaussian filters with scipy.ndimage.gaussian_filter's semantics:
+# - gaussian_filter_nearest reproduces scipy's float64 results bit for bit; the deterministic
+#   corruptions need that, because many values sit exactly on an integer before the truncation.
+# - gaussian_filter_2d runs as two small matrix products, several times faster on the CPU, but sums
+#   in another order (last-bit differences in double); the random corruptions use it.
 
 
-def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """Half-sample symmetric padding along dim (scipy 'reflect'), valid for any pad size."""
-    size = x.shape[dim]
-    idx = torch.arange(-pad, size + pad, device=x.device)
-    period = 2 * size
-    idx = idx % period
-    idx = torch.where(idx >= size, period - 1 - idx, idx)
-    return x.index_select(dim, idx)
+def gaussian_filter_nearest(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter over H then W of (N, C, H, W), mode 'nearest', truncate 4
+    (radius int(4 sigma + 0.5); radius 0 leaves the image as it is).
 
-
-def _filter_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
-    """Correlate the last-two-dims tensor x (N, C, H, W) with a 1-D kernel along dim (2 or 3)."""
-    radius = (kernel.numel() - 1) // 2
-    if radius == 0:
-        return x * kernel[0]
-    n, c, h, w = x.shape
-    if mode == "reflect":
-        padded = _pad_symmetric(x, radius, dim)
-    else:
-        pad = (0, 0, radius, radius) if dim == 2 else (radius, radius, 0, 0)
-        if mode == "nearest" or radius < x.shape[dim]:
-            padded = F.pad(x, pad, mode=_PAD_MODES[mode])
-        else:
-            raise ValueError(f"mode {mode} needs a kernel shorter than the image")
-    weight = kernel.to(x.dtype).view(1, 1, -1, 1) if dim == 2 else kernel.to(x.dtype).view(1, 1, 1, -1)
-    out = F.conv2d(padded.reshape(n * c, 1, *padded.shape[2:]), weight)
-    return out.reshape(n, c, h, w)
-
-
-def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
-    """scipy.ndimage.gaussian_filter over H and W of (N, C, H, W) (the channel axis has sigma 0).
-
-    Axes are filtered in scipy's order (rows, then columns); an axis with sigma <= 1e-15 is skipped.
+    scipy's correlate1d sums a symmetric kernel as x[i] k[0] + (x[i-j] + x[i+j]) k[j], farthest
+    pair first; doing the same (products and sums rounded separately) reproduces its float64
+    results bit for bit. The edge padding is done once for both axes: replicating columns commutes
+    with the row pass.
     """
-    if float(sigma) <= 1e-15:
+    kernel = gaussian_kernel1d(sigma)
+    r = (len(kernel) - 1) // 2
+    if r == 0:
+        return x.clone()
+    padded = F.pad(x, (r, r, r, r), mode="replicate")
+
+    def correlate(p: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+        tap = lambda offset: p.narrow(dim, r + offset, size)  # noqa: E731
+        out = tap(0) * kernel[r]
+        pair = torch.empty_like(out)
+        for j in range(r, 0, -1):
+            torch.add(tap(-j), tap(j), out=pair)
+            out += pair.mul_(kernel[r + j])
+        return out
+
+    return correlate(correlate(padded, 2, x.shape[2]), 3, x.shape[3])
+
+
+@lru_cache(maxsize=None)
+def gaussian_matrix(size: int, sigma: float, mode: str, truncate: float, device: str) -> torch.Tensor:
+    """scipy.ndimage's 1-D Gaussian filter over `size` samples (mode 'reflect' = half-sample
+    symmetric, or 'nearest' = edge replicate) as a (size, size) float64 matrix."""
+    kernel = torch.tensor(gaussian_kernel1d(sigma, truncate=truncate), dtype=torch.float64)
+    radius = (kernel.numel() - 1) // 2
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    targets = torch.arange(size)
+    for tap in range(-radius, radius + 1):
+        sources = targets + tap
+        if mode == "reflect":
+            sources = sources.remainder(2 * size)
+            sources = torch.where(sources >= size, 2 * size - 1 - sources, sources)
+        else:
+            sources = sources.clamp(0, size - 1)
+        matrix.index_put_((targets, sources), kernel[tap + radius].expand(size), accumulate=True)
+    return matrix.to(device)
+
+
+def gaussian_filter_2d(x: torch.Tensor, sigma: float, mode: str, truncate: float = 4.0) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter of float64 maps x (n, H, W) (no-op for sigma <= 1e-15)."""
+    if sigma <= 1e-15:
         return x
-    kernel = gaussian_kernel1d(sigma, truncate, dtype=x.dtype, device=x.device)
-    return _filter_axis(_filter_axis(x, kernel, 2, mode), kernel, 3, mode)
-
-
-def scale_for_size(value: float, size: int, reference: int = 32) -> float:
-    """Scale a size-bound parameter set for 32-px images to an image of `size` px (see README)."""
-    return value * size / reference
-
-
-def uniform(shape, low, high, generator: torch.Generator, device, dtype=torch.float64) -> torch.Tensor:
-    """U[low, high) draws (broadcast low/high) from the given generator."""
-    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
-    return low + (high - low) * u
-
-
-def ceil_int(v: float) -> int:
-    return int(math.ceil(v))
+    rows = gaussian_matrix(x.shape[1], float(sigma), mode, truncate, str(x.device))
+    cols = gaussian_matrix(x.shape[2], float(sigma), mode, truncate, str(x.device))
+    return rows @ x @ cols.T

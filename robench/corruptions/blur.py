@@ -22,56 +22,16 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import finish, to_unit
+from robench.corruptions._ops import finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import register
 
 
 def _scale(images: torch.Tensor) -> float:
     """Factor for pixel-sized parameters: 1 at 32 x 32 (see the module docstring)."""
     return min(images.shape[-2:]) / 32
-
-
-# ---------------------------------------------------------------------------------------------
-# Gaussian filter with scipy's exact arithmetic
-
-
-def scipy_gaussian_kernel(sigma: float, truncate: float = 4.0) -> list[float]:
-    """scipy.ndimage's 1-D Gaussian weights to the last bit: radius int(truncate * sigma + 0.5),
-    exp(-0.5 / sigma^2 * i^2) divided by its NumPy sum (the operation order decides the last ulp)."""
-    i = np.arange(-int(truncate * sigma + 0.5), int(truncate * sigma + 0.5) + 1)
-    weights = np.exp(-0.5 / (sigma * sigma) * i**2)
-    return (weights / weights.sum()).tolist()
-
-
-def gaussian_filter_nearest(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """scipy.ndimage.gaussian_filter over H then W of (N, C, H, W), mode 'nearest', truncate 4
-    (radius int(4 sigma + 0.5); radius 0 leaves the image as it is).
-
-    scipy's correlate1d sums a symmetric kernel as x[i] k[0] + (x[i-j] + x[i+j]) k[j], farthest
-    pair first; doing the same (products and sums rounded separately) reproduces its float64
-    results bit for bit, which matters where values sit on an integer before the truncation.
-    The edge padding is done once for both axes: replicating columns commutes with the row pass.
-    """
-    kernel = scipy_gaussian_kernel(sigma)
-    r = (len(kernel) - 1) // 2
-    if r == 0:
-        return x.clone()
-    padded = F.pad(x, (r, r, r, r), mode="replicate")
-
-    def correlate(p: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-        tap = lambda offset: p.narrow(dim, r + offset, size)  # noqa: E731
-        out = tap(0) * kernel[r]
-        pair = torch.empty_like(out)
-        for j in range(r, 0, -1):
-            torch.add(tap(-j), tap(j), out=pair)
-            out += pair.mul_(kernel[r + j])
-        return out
-
-    return correlate(correlate(padded, 2, x.shape[2]), 3, x.shape[3])
 
 
 # ---------------------------------------------------------------------------------------------

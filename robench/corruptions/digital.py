@@ -17,34 +17,12 @@ parameters.
 
 from __future__ import annotations
 
-from functools import lru_cache, wraps
+from functools import lru_cache
 
 import torch
 
 from robench.corruptions._ops import to_unit
 from robench.corruptions.registry import register
-
-# On CPU a batch is processed in chunks of about this many pixels per channel (256 images of
-# 32x32): the float64 intermediates then stay in cache and skip the page faults of fresh large
-# allocations, 3-5x faster than whole 10,000-image batches. GPUs take the batch whole.
-CPU_CHUNK_PIXELS = 1 << 18
-
-
-def in_chunks(fn):
-    """Run a deterministic fn(images, severity, generator) over CPU chunks of the batch."""
-
-    @wraps(fn)
-    def run(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-        step = max(1, CPU_CHUNK_PIXELS // (images.shape[2] * images.shape[3]))
-        if images.device.type != "cpu" or images.shape[0] <= step:
-            return fn(images, severity, generator)
-        out = torch.empty_like(images)
-        for start in range(0, images.shape[0], step):
-            out[start : start + step] = fn(images[start : start + step], severity, generator)
-        return out
-
-    return run
-
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
 
@@ -108,7 +86,6 @@ PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
 
 
 @register("brightness", random=False)
-@in_chunks
 def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = BRIGHTNESS[severity - 1]
     h, s, v = rgb_to_hsv(to_unit(images))
@@ -116,7 +93,6 @@ def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) 
 
 
 @register("saturate", random=False)
-@in_chunks
 def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     # At severities 4-5 the offset gives grey pixels (hue 0) saturation 0.1/0.2: a red tint,
     # as in the generator.
@@ -126,7 +102,6 @@ def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
 
 
 @register("contrast", random=False)
-@in_chunks
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = CONTRAST[severity - 1]
     x = to_unit(images)
@@ -212,7 +187,6 @@ def pixelate_size(size: int, severity: int) -> int:
 
 
 @register("pixelate", random=False)
-@in_chunks
 def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[2:]
     sh, sw = pixelate_size(h, severity), pixelate_size(w, severity)

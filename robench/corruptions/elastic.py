@@ -31,9 +31,8 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import gaussian_kernel1d
+from robench.corruptions._ops import gaussian_filter_2d
 from robench.corruptions.registry import register
-from robench.corruptions.weather import in_chunks
 
 # (alpha, sigma, affine jitter) as factors of IMSIZE: 32 * these are the CIFAR floats exactly.
 FACTORS = [(0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]
@@ -117,36 +116,6 @@ def warp_affine(image: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@lru_cache(maxsize=None)
-def gaussian_matrix(size: int, sigma: float, mode: str, truncate: float, device: str) -> torch.Tensor:
-    """scipy.ndimage's 1-D Gaussian filter over `size` samples (mode 'reflect' = half-sample
-    symmetric, or 'nearest' = edge replicate) as a (size, size) float64 matrix: a 2-D filter is
-    then two small matrix products, several times faster than a float64 convolution on CPU (the
-    sums run in another order than scipy's, a last-bit difference in double)."""
-    kernel = gaussian_kernel1d(sigma, truncate=truncate)
-    radius = (kernel.numel() - 1) // 2
-    matrix = torch.zeros(size, size, dtype=torch.float64)
-    targets = torch.arange(size)
-    for tap in range(-radius, radius + 1):
-        sources = targets + tap
-        if mode == "reflect":
-            sources = sources.remainder(2 * size)
-            sources = torch.where(sources >= size, 2 * size - 1 - sources, sources)
-        else:
-            sources = sources.clamp(0, size - 1)
-        matrix.index_put_((targets, sources), kernel[tap + radius].expand(size), accumulate=True)
-    return matrix.to(device)
-
-
-def gaussian_filter_2d(x: torch.Tensor, sigma: float, mode: str, truncate: float = 4.0) -> torch.Tensor:
-    """scipy.ndimage.gaussian_filter of float64 maps x (n, H, W) (no-op for sigma <= 1e-15)."""
-    if sigma <= 1e-15:
-        return x
-    rows = gaussian_matrix(x.shape[1], float(sigma), mode, truncate, str(x.device))
-    cols = gaussian_matrix(x.shape[2], float(sigma), mode, truncate, str(x.device))
-    return rows @ x @ cols.T
-
-
 def smooth_field(noise: torch.Tensor, sigma: float, alpha: float) -> torch.Tensor:
     """float32(gaussian(noise, sigma, mode='reflect', truncate=3) * alpha) for noise (n, H, W) float64."""
     return (gaussian_filter_2d(noise, sigma, "reflect", truncate=3.0) * alpha).to(torch.float32)
@@ -194,7 +163,6 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
 
 
 @register("elastic_transform")
-@in_chunks
 def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)

@@ -29,7 +29,6 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from robench.corruptions.digital import in_chunks
 from robench.corruptions.registry import register
 
 QUALITY = (80, 65, 58, 50, 40)
@@ -331,6 +330,5 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 @register("jpeg_compression", random=False)
-@in_chunks
 def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     return jpeg_round_trip(images, QUALITY[severity - 1])

@@ -18,7 +18,10 @@ STANDARD = (
 )
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 CORRUPTIONS = STANDARD + EXTRA
-CPU_PIECE = 256  # images per call of a corruption function on the CPU
+# On the CPU a batch is corrupted in pieces of about this many pixels per channel (256 images of
+# 32x32): the float64 intermediates stay in cache and skip the page faults of large fresh
+# allocations, 3-15x faster than one 10,000-image call. GPUs take the batch whole.
+CPU_PIECE_PIXELS = 1 << 18
 
 # Modules that define corruptions with @register; imported lazily on first use.
 _MODULES = ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital", "jpeg")
@@ -70,11 +73,11 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
     generator.manual_seed(int(seed))
     if images.shape[0] == 0:
         return images.clone()
-    if images.device.type == "cpu" and images.shape[0] > CPU_PIECE:
-        # On the CPU, pieces that fit in cache are several times faster than one huge batch.
+    piece = max(1, CPU_PIECE_PIXELS // (images.shape[2] * images.shape[3]))
+    if images.device.type == "cpu" and images.shape[0] > piece:
         # The pieces draw from the one generator in turn, so the result is still a pure function
         # of (images, name, severity, seed).
-        out = torch.cat([corruption.fn(piece, severity, generator) for piece in images.split(CPU_PIECE)])
+        out = torch.cat([corruption.fn(part, severity, generator) for part in images.split(piece)])
     else:
         out = corruption.fn(images, severity, generator)
     assert out.dtype == torch.uint8 and out.shape == images.shape, name

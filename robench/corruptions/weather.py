@@ -30,26 +30,6 @@ FROST = [(1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)]
 FOG = [(0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)]
 
 
-# On CPU the corruptions run over chunks of about this many pixels per channel (512 images of
-# 32x32): the intermediates of a chunk stay in cache, and large fresh allocations (page faults)
-# cost more than the arithmetic here (3-15x faster than whole 10,000-image batches on 2 cores).
-# The chunks draw from the one generator in turn. GPUs take the batch whole.
-CPU_CHUNK_PIXELS = 1 << 19
-
-
-def in_chunks(fn):
-    """Run fn(images, severity, generator) over CPU chunks of the batch, drawing from one generator."""
-
-    def run(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
-        step = max(1, CPU_CHUNK_PIXELS // (images.shape[2] * images.shape[3]))
-        if images.device.type != "cpu" or images.shape[0] <= step:
-            return fn(images, severity, generator)
-        return torch.cat([fn(part, severity, generator) for part in images.split(step)])
-
-    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
-    return run
-
-
 def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Per-element randint(0, high) (exclusive, like NumPy's) for a tensor of bounds `high`."""
     u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
@@ -57,7 +37,6 @@ def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @register("frost")
-@in_chunks
 def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     image_weight, frost_weight = FROST[severity - 1]
@@ -112,7 +91,6 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generato
 
 
 @register("fog")
-@in_chunks
 def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     strength, decay = FOG[severity - 1]
