@@ -256,3 +256,51 @@ def test_distillation_from_a_teacher_run(trained, tmp_path):
 def test_invalid_training_combinations(args, message, tmp_path):
     one_line_error(invoke("train", *TINY, *args, "--out-dir", tmp_path, "--name", "bad"), message)
     assert not (tmp_path / "bad").exists()
+
+
+def test_data_generate_writes_the_official_layout_with_evals_draws(tmp_path):
+    from robench.data.csets import OfficialCSet
+    from robench.data import load_split
+    from robench.evaluate import generated_batches
+
+    out = tmp_path / "shapes10-C"
+    result = invoke("data", "generate", "--dataset", "shapes10", "--out", out, "--corruptions", "fog,gaussian_noise",
+                    "--limit", "600", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["fog.npy", "gaussian_noise.npy", "labels.npy"]
+    fog, labels = np.load(out / "fog.npy"), np.load(out / "labels.npy")
+    assert fog.shape == (3000, 32, 32, 3) and fog.dtype == np.uint8 and labels.shape == (3000,) and labels.dtype == np.uint8
+    test = load_split("shapes10", False, limit=600)
+    assert labels[:600].tolist() == labels[1200:1800].tolist() == test.labels.tolist()
+    # Exactly what `robench eval --source generated` draws for the same cells.
+    for severity in (1, 4):
+        expected = torch.cat([b for _, b in generated_batches(test.images, "fog", severity, 0, 1000)])
+        assert torch.equal(OfficialCSet(out).images("fog", severity), expected)
+    assert not np.array_equal(fog[:600], fog[2400:])  # severities differ
+
+
+def test_data_preview_writes_a_png_grid(tmp_path):
+    from PIL import Image
+
+    result = invoke("data", "preview", "--dataset", "shapes10", "--out", tmp_path / "grid.png", "--images", "2",
+                    "--corruptions", "snow,contrast")
+    assert result.exit_code == 0, result.output
+    width, height = Image.open(tmp_path / "grid.png").size
+    assert width > 6 * 2 * 32 and height >= 2 * 32
+    one_line_error(invoke("data", "preview", "--out", tmp_path / "grid.jpg"), "must end in .png")
+
+
+def test_demo_trains_two_runs_and_ranks_them_on_all_cells(tmp_path, monkeypatch):
+    from robench import demo
+
+    monkeypatch.setitem(demo.SETTINGS, "shapes10", dict(epochs=1, batch_size=64, lr=0.05, train_limit=256, test_limit=100))
+    result = invoke("demo", "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    board = (tmp_path / "leaderboard-shapes10.md").read_text()
+    rows = [line for line in board.splitlines() if line.startswith("| shapes10-")]
+    assert {r.split("|")[1].strip() for r in rows[:2]} == {"shapes10-standard", "shapes10-augmix-jsd"}
+    for row in rows[:2]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        mce_and_extra, per_corruption = cells[6:8], cells[10:]
+        assert len(per_corruption) == 19 and "-" not in mce_and_extra + per_corruption  # all 19 x 5 cells
+    assert "| shapes10-" in result.stdout and "augmix+jsd" in result.stdout

@@ -4,7 +4,6 @@ is not installed (`make test` installs it when it can)."""
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -130,8 +130,8 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
     _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), SEVERITIES))
     for name in corruptions:
         tmp = out / f".{name}.npy.partial"
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(SEVERITIES * n, h, w, 3))
         try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(SEVERITIES * n, h, w, 3))
             for severity in range(1, SEVERITIES + 1):
                 for start, batch in generated_batches(images, name, severity, seed, batch_size):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
@@ -139,10 +139,9 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
                 if on_cell:
                     on_cell(name, severity)
             array.flush()
-            del array
+            del array  # close the memmap before the rename
             os.replace(tmp, out / f"{name}.npy")
         except BaseException:
-            del array
             tmp.unlink(missing_ok=True)
             raise
     return out
