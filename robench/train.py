@@ -98,12 +98,12 @@ class Step:
         return losses.distillation(logits, teacher_logits, targets, cfg.kd_temperature, cfg.kd_alpha), logits
 
 
-def prepare_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
+def check_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
+    """The run folder; an existing run there is an error unless --overwrite (removed only once the
+    new run's data and model are ready, so a failed start never costs the old run)."""
     run_dir = Path(cfg.out_dir) / cfg.name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RobenchError(f"{run_dir} already holds a run; pass --name for a new one or --overwrite to replace it")
-        shutil.rmtree(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RobenchError(f"{run_dir} already holds a run; pass --name for a new one or --overwrite to replace it")
     return run_dir
 
 
@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
     cfg.name = cfg.name or default_run_name(cfg)
     check_names(cfg)
     teacher = load_model(Path(cfg.teacher), device)[0] if cfg.teacher else None
-    run_dir = prepare_run_dir(cfg, overwrite)
+    run_dir = check_run_dir(cfg, overwrite)
     train_split, test_split = load_data(cfg, True), load_data(cfg, False)
     if teacher is not None:
         with torch.no_grad():
@@ -147,7 +147,9 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
     step = Step(cfg, forward, train_split.num_classes, device, teacher)
     test_images, test_labels = test_split.images.to(device), test_split.labels.to(device)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # --overwrite, checked above
+    run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
     rows: list[dict] = []
     test_error = float("nan")

@@ -304,3 +304,16 @@ def test_demo_trains_two_runs_and_ranks_them_on_all_cells(tmp_path, monkeypatch)
         mce_and_extra, per_corruption = cells[6:8], cells[10:]
         assert len(per_corruption) == 19 and "-" not in mce_and_extra + per_corruption  # all 19 x 5 cells
     assert "| shapes10-" in result.stdout and "augmix+jsd" in result.stdout
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(trained, tmp_path):
+    import shutil
+
+    old = tmp_path / "keep"
+    shutil.copytree(trained, old)
+    pytest.importorskip("datasets")
+    (tmp_path / "empty").mkdir()
+    result = invoke("train", "--dataset", f"hf:{tmp_path / 'empty'}", "--model", "small-cnn", "--out-dir", tmp_path,
+                    "--name", "keep", "--overwrite")
+    one_line_error(result, "cannot load Hugging Face dataset")  # fails while loading data
+    assert (old / "run.json").exists() and (old / "checkpoint.pt").exists()
