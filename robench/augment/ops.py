@@ -9,24 +9,28 @@ parameter):
   (`a.mul(r).add_(b, alpha=1 - r)`) and truncates to uint8, so near-integer results depend on the
   last float32 bit. We emulate that arithmetic in float64: every product of a uint8 value and a
   float32 factor is exact there, and one rounding to float32 afterwards gives the fused result.
-  Ops that depend on the pixel value only (autocontrast, equalize, contrast) build a 256-entry
-  table per image (and channel) and look every pixel up in it.
+  Ops that depend on the pixel value only (equalize, contrast) build a 256-entry table per image
+  (and channel) and look every pixel up in it; autocontrast evaluates torchvision's formula.
 * affine ops (rotate, shear, translate, zoom) map every output pixel to a source position with a
-  per-sample inverse matrix and read all images with one gather per tap (crop and flip likewise).
-  Nearest sampling rounds half to even like grid_sample; our float32 positions can fall on the
-  other side of an exact .5 than torchvision's differently computed float32 grid, so these are
-  stated to agree on >= 99% of pixels (in practice all of them; whole-pixel shifts always).
-  Bilinear results are rounded like torchvision's and may differ by 1 on rare pixels.
+  per-sample inverse matrix (see "resampling" below). Nearest sampling rounds half to even like
+  grid_sample; our float32 positions can fall on the other side of an exact .5 than torchvision's
+  differently computed float32 grid, so these are stated to agree on >= 99% of pixels (in
+  practice all of them; whole-pixel shifts always). Bilinear results are rounded like
+  torchvision's and may differ by 1 on rare pixels.
 
 `run_slots` applies a different op to each image of a batch, slot after slot: each op runs once
-on the images that drew it, and the affine ops of a slot are resampled together (one call with
-nearest sampling; with bilinear, x-only shears/shifts, y-only ones and the rest get a call each,
-as one-axis resampling needs two taps instead of four). Nothing loops over images in Python.
+on the images that drew it. Nothing loops over images in Python.
+
+On CPU the large temporaries live in per-thread scratch buffers reused from call to call (see
+`scratch`): freshly allocated, they were returned to the OS and faulted in again on every call,
+which cost more than the arithmetic.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +38,36 @@ import torch
 from torch import Tensor
 
 # ----------------------------------------------------------------------------- helpers
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.dtype], Tensor] = {}
+
+
+_SCRATCH = _Scratch()
+
+
+def scratch(name: str, shape, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """An uninitialised temporary of the given shape: on CPU a view of this thread's buffer `name`,
+    grown as needed and reused by later calls (so one name must not hold two live temporaries,
+    and nothing in it may be returned); elsewhere a fresh tensor (the caching allocator reuses).
+
+    Why: glibc gives freed memory at the top of the heap back to the OS once it exceeds a
+    threshold, and a batch's temporaries easily do; every call then page-faults its temporaries
+    in afresh, at ~2 us per 4 KiB page, which cost more than the ops themselves."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    numel = math.prod(shape)
+    buffer = _SCRATCH.buffers.get((name, dtype))
+    if buffer is None or buffer.numel() < numel:
+        buffer = _SCRATCH.buffers[(name, dtype)] = torch.empty(numel, dtype=dtype)
+    return buffer[:numel].view(shape)
+
+
+def _as_float(x: Tensor, name: str) -> Tensor:
+    """x as float32 in scratch buffer `name`."""
+    return scratch(name, x.shape, torch.float32, x.device).copy_(x)
 
 
 def _exact_dtype(device: torch.device) -> torch.dtype:
@@ -54,9 +88,27 @@ def _col(p: Tensor) -> Tensor:
     return p.view(-1, 1, 1, 1)
 
 
-def take_rows(x: Tensor, index: Tensor) -> Tensor:
-    """x[index] along dim 0 (index_select on a 2-D view is several times faster than on 4-D)."""
-    return x.reshape(x.shape[0], -1).index_select(0, index).view(-1, *x.shape[1:])
+def _row_view(x: Tensor) -> Tensor:
+    """A contiguous batch as (N, bytes per image) in the widest integer type dividing the row:
+    copying whole images then moves 8 bytes per element (index_copy_ is ~10x faster that way)."""
+    flat = x.reshape(x.shape[0], -1)
+    if flat.dtype == torch.uint8:
+        for dtype, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
+            if flat.shape[1] % size == 0:
+                return flat.view(dtype)
+    return flat
+
+
+def take_rows(x: Tensor, index: Tensor, into: str | None = None) -> Tensor:
+    """x[index] along dim 0, copied as whole rows (into scratch buffer `into` if given)."""
+    rows = _row_view(x.contiguous())
+    out = None if into is None else scratch(into, (len(index), rows.shape[1]), rows.dtype, x.device)
+    return torch.index_select(rows, 0, index, out=out).view(x.dtype).view(-1, *x.shape[1:])
+
+
+def put_rows(out: Tensor, index: Tensor, values: Tensor) -> None:
+    """out[index] = values along dim 0, in place (out contiguous), copied as whole rows."""
+    _row_view(out).index_copy_(0, index, _row_view(values.contiguous()))
 
 
 def _f32(v: float) -> float:
@@ -118,17 +170,14 @@ def _apply_lut(x: Tensor, lut: Tensor, index: Tensor | None = None) -> Tensor:
 
 
 def autocontrast(x: Tensor, _=None) -> Tensor:
-    """F.autocontrast: stretch each channel to [0, 255] (constant channels are left alone).
-
-    torchvision's float32 formula, (v - lo) / ((hi - lo) * (1 / 255)), evaluated once per value
-    v in 0..255 as a per-channel lookup table."""
-    lo = x.amin(dim=(-2, -1)).float().unsqueeze(-1)
-    hi = x.amax(dim=(-2, -1)).float().unsqueeze(-1)
+    """F.autocontrast: stretch each channel to [0, 255] (constant channels are left alone), with
+    torchvision's float32 formula (v - lo) / ((hi - lo) * (1 / 255)), clamped and truncated."""
+    lo = x.amin(dim=(-2, -1), keepdim=True).float()
+    hi = x.amax(dim=(-2, -1), keepdim=True).float()
     flat = hi == lo
     inv_scale = torch.where(flat, 1.0, (hi - lo) * (1.0 / 255))
     lo = torch.where(flat, 0.0, lo)
-    values = torch.arange(256, dtype=torch.float32, device=x.device)
-    return _apply_lut(x, ((values - lo) / inv_scale).clamp_(0, 255).to(torch.uint8))
+    return _to_uint8(_as_float(x, "float0").sub_(lo).div_(inv_scale).clamp_(0, 255))
 
 
 def equalize(x: Tensor, _=None) -> Tensor:
@@ -237,9 +286,16 @@ def sharpness(x: Tensor, factor) -> Tensor:
 # A matrix (N, 2, 3) maps output to input positions in pixel units centred on the image centre
 # (pixel (i, j) sits at (j - (W-1)/2, i - (H-1)/2)): torchvision's inverse-affine convention, so
 # its `_get_inverse_affine_matrix` values can be compared directly.
-
-
-_CPU_CHUNK = 128  # images per bilinear resampling call on CPU
+#
+# Bilinear sampling works on displacements: output pixel (i, j) reads the source at (i + dy, j + dx),
+# i.e. rows i + floor(dy) (and +1) and columns j + floor(dx) (and +1), with fractions fy, fx:
+#     top = v00 + fx (v01 - v00),  bottom = v10 + fx (v11 - v10),  out = top + fy (bottom - top)
+# in float32, one separately rounded op at a time (no lerp/FMA kernels: their rounding differs
+# between vectorised and scalar loops), then rounded half to even like torchvision. A zero fraction
+# reproduces the taps exactly, so the special cases below are bit-identical to the general path:
+# whole-pixel shifts copy runs of pixels, and x-only (y-only) shears blend two shifted copies of
+# each row (column). Runs are copied with one index_select on an overlapping view of all runs
+# (`_runs`), several times faster than a per-pixel gather.
 
 
 def _reflect(i: Tensor, n: int) -> Tensor:
@@ -248,74 +304,216 @@ def _reflect(i: Tensor, n: int) -> Tensor:
     return torch.where(i >= n, 2 * n - 1 - i, i)
 
 
+@functools.lru_cache(maxsize=64)
+def _centred(n: int, device: torch.device) -> Tensor:
+    """Pixel coordinates 0..n-1 centred on the image centre, float32 (cached: never modify)."""
+    return torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2
+
+
 def source_positions(matrix: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
-    """Source row and column (N, H, W) in float32 pixel indices for each output pixel."""
+    """Source row and column (N, H, W) in float32 pixel indices for each output pixel (nearest sampling)."""
     m = matrix.float().view(-1, 6, 1, 1).unbind(1)
-    xs = torch.arange(w, dtype=torch.float32, device=matrix.device).view(1, 1, w) - (w - 1) / 2
-    ys = torch.arange(h, dtype=torch.float32, device=matrix.device).view(1, h, 1) - (h - 1) / 2
+    xs, ys = _centred(w, matrix.device).view(1, 1, w), _centred(h, matrix.device).view(1, h, 1)
     sx = (m[0] * xs + (m[2] + (w - 1) / 2)) + m[1] * ys
     sy = (m[3] * xs + (m[5] + (h - 1) / 2)) + m[4] * ys
     return sy, sx
 
 
+def displacements(matrix: Tensor, ys: Tensor, xs: Tensor) -> tuple[Tensor, Tensor]:
+    """Source minus output position (dy, dx), float32, for centred coordinates ys (1, H, 1) and
+    xs (1, 1, W) (either may be one row/column: an x-only map's dx does not depend on x)."""
+    m = matrix.reshape(-1, 6).clone()
+    m[:, 0] -= 1  # in the matrix's precision (float64), before the cast
+    m[:, 4] -= 1
+    m = m.float().view(-1, 6, 1, 1).unbind(1)
+    return (m[3] * xs + m[4] * ys) + m[5], (m[0] * xs + m[1] * ys) + m[2]
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    """Whole float values in [0, 255] as a new uint8 tensor (via int16: 2-3x faster on CPU)."""
+    return scratch("int16", x.shape, torch.int16, x.device).copy_(x).to(torch.uint8)
+
+
+def _runs(flat: Tensor, length: int) -> Tensor:
+    """Every run of `length` consecutive elements of a contiguous 1-D tensor, as the rows of an
+    overlapping view: row o is flat[o : o + length]."""
+    return flat.as_strided((max(flat.numel() - length + 1, 0), length), (1, 1))
+
+
+def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: str = "pad") -> Tensor:
+    """x zero-padded, in scratch buffer `name`."""
+    n, c, h, w = x.shape
+    out = scratch(name, (n, c, h + top + bottom, w + left + right), x.dtype, x.device)
+    out.zero_()  # (a memset; zeroing only the borders is several times slower)
+    inner = out[:, :, top : top + h]
+    inner[..., left : left + w].copy_(x)
+    return out
+
+
+def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
+    """Rows moved by whole pixels: tap t is out[n, c, i, j] = x[n, c, i, j + k[n, i] + t] (0 outside
+    the image), for t < taps <= 2; k is (N, H) whole numbers. Every output row is one run of the
+    zero-padded row. With one tap the result is a new tensor, with two they are scratch."""
+    n, c, h, w = x.shape
+    k = k.long().clamp_(-w - 1, w + 1)  # further out, both taps read zeros all the same
+    reach = int(k.abs().max())
+    padded = _pad(x, reach, reach + taps - 1)
+    rows = torch.arange(n * c * h, device=x.device).view(n, c, h) * padded.shape[-1]
+    start = (rows + (k + reach).view(n, 1, h)).view(-1)
+    runs = _runs(padded.view(-1), w)
+    if taps == 1:
+        return [runs.index_select(0, start).view(n, c, h, w)]
+    return [torch.index_select(runs, 0, start + t, out=scratch(f"tap{t}", (len(start), w), x.dtype, x.device))
+            .view(n, c, h, w) for t in range(taps)]
+
+
+def _shift_planes(x: Tensor, k: Tensor) -> Tensor:
+    """Images moved down by whole rows: out[n, c, i, j] = x[n, c, i + k[n], j] (0 outside). Every
+    output plane is one run of the row-padded image."""
+    n, c, h, w = x.shape
+    k = k.long().clamp_(-h, h)
+    reach = int(k.abs().max())
+    padded = _pad(x, 0, 0, reach, reach)
+    planes = torch.arange(n * c, device=x.device).view(n, c) * (padded.shape[-2] * w)
+    start = (planes + ((k + reach) * w).view(n, 1)).view(-1)
+    return _runs(padded.view(-1), h * w).index_select(0, start).view(n, c, h, w)
+
+
+def _interpolate(v0: Tensor, v1: Tensor, f: Tensor, name: str = "float0") -> Tensor:
+    """v0 + f (v1 - v0) in float32 (scratch buffers `name` and `name`+"b"), each step rounded
+    (see the resampling notes)."""
+    v0 = _as_float(v0, name + "b")
+    return _as_float(v1, name).sub_(v0).mul_(f).add_(v0)
+
+
+def _resample_axis(x: Tensor, matrix: Tensor, axis: str, interpolation: str) -> Tensor | None:
+    """Matrices [[1, a, b], [0, 1, 0]] (axis "x": shears and shifts along x), where row i moves by
+    its own dx, or [[1, 0, 0], [a, 1, b]] (axis "y"), where column j moves by its own dy. Shifts
+    of whole images along y are runs of planes; y shears blend the rows of the transposed images.
+    None for nearest sampling of anything but whole-pixel shifts (see `_nearest` for that)."""
+    n, c, h, w = x.shape
+    # d = a * coordinate + b in float32: `displacements` for these matrices, whose other term is 0
+    a, b = (matrix[:, 0, 1], matrix[:, 0, 2]) if axis == "x" else (matrix[:, 1, 0], matrix[:, 1, 2])
+    d = a.float().view(n, 1) * _centred(h if axis == "x" else w, x.device) + b.float().view(n, 1)
+    k = d.floor()
+    f = d.sub_(k)
+    moving = bool(f.any())
+    if interpolation == "nearest" and (moving or bool(a.any())):
+        return None  # (rounding a shifted position can differ from rounding the position)
+    if axis == "x":
+        if not moving:
+            return _shift_rows(x, k)[0]
+        taps = _shift_rows(x, k, 2)
+        return _to_uint8(_interpolate(taps[0], taps[1], f.view(n, 1, h, 1)).round_())
+    if not moving and bool((k == k[:, :1]).all()):
+        return _shift_planes(x, k[:, 0])
+    transposed = scratch("transposed", (n, c, w, h), x.dtype, x.device).copy_(x.transpose(2, 3))
+    taps = _shift_rows(transposed, k, 2 if moving else 1)
+    out = _interpolate(taps[0], taps[1], f.view(n, 1, w, 1)).round_() if moving else taps[0]
+    result = scratch("int16", (n, c, h, w), torch.int16, x.device) if moving else torch.empty_like(x)
+    result.transpose(2, 3).copy_(out)  # back from the transposed layout (to int16 first, if blended)
+    return result.to(torch.uint8) if moving else result
+
+
+def _bilinear_taps(dy: Tensor, dx: Tensor, stride: int, before: int, clamp: bool):
+    """Flat index (M, 1, H*W) of the top-left tap in an image padded by `before` (row stride
+    `stride`), and the fractions fy, fx (M, 1, H*W), from displacements (M, H, W); with `clamp`,
+    taps outside a zero-padded image are clamped into its 2-pixel border (both then read zeros)."""
+    m, h, w = dy.shape
+    rows, cols = dy.floor(), dx.floor()
+    fy, fx = (dy - rows).view(m, 1, h * w), (dx - cols).view(m, 1, h * w)
+    rows += torch.arange(h, dtype=rows.dtype, device=dy.device).view(1, h, 1)
+    cols += torch.arange(w, dtype=cols.dtype, device=dy.device).view(1, 1, w)
+    if clamp:
+        rows.clamp_(-2, h)
+        cols.clamp_(-2, w)
+    index = rows.add_(before).mul_(stride).add_(cols).add_(before).long().view(m, 1, h * w)
+    return index, fy, fx
+
+
+def _bilinear(x: Tensor, matrix: Tensor, padding: str, inverse: Tensor | None = None) -> Tensor:
+    """Bilinear resampling, image i with matrix[i], or with matrix[inverse[i]] if given (the taps
+    of each distinct matrix are then computed once: the same float ops, so the same values)."""
+    n, c, h, w = x.shape
+    dy, dx = displacements(matrix, _centred(h, x.device).view(1, h, 1), _centred(w, x.device).view(1, 1, w))
+    if padding == "reflect":
+        # symmetric padding as far as the taps reach (one sync for the extent)
+        y0 = dy.floor() + torch.arange(h, device=x.device).view(1, h, 1)
+        x0 = dx.floor() + torch.arange(w, device=x.device).view(1, 1, w)
+        ext = torch.stack([-y0.min(), -x0.min(), y0.max() + 2 - h, x0.max() + 2 - w]).tolist()
+        before, after = max(int(ext[0]), int(ext[1]), 0), max(int(ext[2]), int(ext[3]), 0)
+        src = x.index_select(2, _reflect(torch.arange(-before, h + after, device=x.device), h))
+        src = src.index_select(3, _reflect(torch.arange(-before, w + after, device=x.device), w))
+    else:
+        before, src = 2, _pad(x, 2, 2, 2, 2)
+    stride = src.shape[-1]
+    index, fy, fx = _bilinear_taps(dy, dx, stride, before, padding != "reflect")
+    if inverse is not None:
+        index, fy, fx = index.index_select(0, inverse), fy.index_select(0, inverse), fx.index_select(0, inverse)
+    index = index.expand(n, c, h * w)
+    src = src.reshape(n, c, -1)
+
+    def tap(offset: int, t: int) -> Tensor:
+        return torch.gather(src[..., offset:], 2, index, out=scratch(f"tap{t}", (n, c, h * w), x.dtype, x.device))
+
+    top = _interpolate(tap(0, 0), tap(1, 1), fx, "float0")
+    bottom = _interpolate(tap(stride, 0), tap(stride + 1, 1), fx, "float1")
+    return _to_uint8(bottom.sub_(top).mul_(fy).add_(top).round_()).view(n, c, h, w)
+
+
+def _rotate_bilinear(x: Tensor, angle: Tensor) -> Tensor:
+    """F.rotate(img, angle, BILINEAR) with zero fill; the taps of each distinct angle are computed
+    once (policies draw few: AugMix whole degrees, RandAugment one magnitude)."""
+    if x.shape[0] == 0:
+        return x.clone()
+    if x.device.type != "cpu":  # (unique would sync)
+        return _bilinear(x, rotate_matrix(angle, *x.shape[-2:]), "zeros")
+    angles, inverse = torch.unique(angle, return_inverse=True)
+    return _bilinear(x, rotate_matrix(angles, *x.shape[-2:]), "zeros", inverse)
+
+
+def _nearest(x: Tensor, matrix: Tensor, padding: str) -> Tensor:
+    n, c, h, w = x.shape
+    sy, sx = source_positions(matrix, h, w)
+    rows, cols = sy.round_(), sx.round_()  # half to even, like grid_sample
+    if padding == "reflect":
+        ext = torch.stack([-rows.min(), -cols.min(), rows.max() + 1 - h, cols.max() + 1 - w]).tolist()
+        before, after = max(int(ext[0]), int(ext[1]), 0), max(int(ext[2]), int(ext[3]), 0)
+        src = x.index_select(2, _reflect(torch.arange(-before, h + after, device=x.device), h))
+        src = src.index_select(3, _reflect(torch.arange(-before, w + after, device=x.device), w))
+    else:
+        before = 1
+        rows.clamp_(-1, h)
+        cols.clamp_(-1, w)
+        src = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    index = rows.add_(before).mul_(src.shape[-1]).add_(cols).add_(before).long().view(n, 1, h * w)
+    return src.reshape(n, c, -1).gather(2, index.expand(n, c, h * w)).view(n, c, h, w)
+
+
 def affine(
     x: Tensor, matrix: Tensor, interpolation: str = "nearest", padding: str = "zeros", axis: str | None = None
 ) -> Tensor:
-    """Resample every image with its own inverse matrix (N, 2, 3); one gather per tap.
+    """Resample every image with its own inverse matrix (N, 2, 3).
 
     interpolation: "nearest" (round half to even, like grid_sample) or "bilinear" (rounded to
     uint8 like torchvision); padding: "zeros" (torchvision's fill=None) or "reflect" (Keras').
-    axis="x" (or "y") promises that every matrix maps rows to rows (columns to columns), as a
-    shear or shift along x (y) does; bilinear then reads two taps instead of four.
+    axis="x" promises that every matrix is [[1, a, b], [0, 1, 0]] (a shear or shift along x),
+    axis="y" that it is [[1, 0, 0], [a, 1, b]]; with zero padding, rows (columns) are then moved
+    as runs and blended with two taps. Results are the same with or without the promise.
     """
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"unknown interpolation {interpolation!r}")
     n, c, h, w = x.shape
-    if x.device.type == "cpu" and interpolation == "bilinear" and n > _CPU_CHUNK:
-        # Bilinear makes several float copies of its input; in chunks they stay small enough to be
-        # reused by the allocator (and cached) instead of being mapped afresh on every call.
-        return torch.cat([affine(x[i : i + _CPU_CHUNK], matrix[i : i + _CPU_CHUNK], interpolation, padding, axis)
-                          for i in range(0, n, _CPU_CHUNK)])
-    sy, sx = source_positions(matrix.to(x.device), h, w)
-    # Read from a padded copy through one flat index per output pixel (shared by the channels).
-    # "zeros": pad 1 px before and 2 after with zeros and clamp positions to [-1, size], so every
-    # outside tap lands on zeros. "reflect": pad symmetrically as far as the positions reach.
-    if padding == "reflect":
-        reach = max(-float(torch.minimum(sy.min(), sx.min())), float(sy.max()) - h + 1, float(sx.max()) - w + 1)
-        before = max(int(math.ceil(reach)), 0) + 1
-        rows = _reflect(torch.arange(-before, h + before + 1, device=x.device), h)
-        cols = _reflect(torch.arange(-before, w + before + 1, device=x.device), w)
-        src = x.index_select(2, rows).index_select(3, cols)
-    else:
-        before = 1
-        sy.clamp_(-1, h)
-        sx.clamp_(-1, w)
-        src = torch.nn.functional.pad(x, (1, 2, 1, 2))
-    stride = src.shape[-1]
-    src = src.reshape(n, c, -1)
-
-    def read(index: Tensor, offset: int = 0) -> Tensor:  # offset: a neighbouring tap
-        index = index.view(n, 1, -1).expand(n, c, -1)
-        return src[..., offset:].gather(2, index).view(n, c, h, w)
-
-    def flat(iy: Tensor, ix: Tensor) -> Tensor:  # whole float positions -> flat int64 index
-        return iy.add_(before).mul_(stride).add_(ix).add_(before).long()
-
+    matrix = matrix.to(x.device)
+    if n == 0:
+        return x.clone()
+    if axis is not None and padding == "zeros":
+        out = _resample_axis(x, matrix, axis, interpolation)
+        if out is not None:
+            return out
     if interpolation == "nearest":
-        return read(flat(sy.round_(), sx.round_()))
-    y0, x0 = sy.floor(), sx.floor()
-    fy, fx = sy.sub_(y0).unsqueeze(1), sx.sub_(x0).unsqueeze(1)
-    i00 = flat(y0, x0)
-    # Blends run in place. A convex blend of values in [0, 255] stays in range, so rounding (half
-    # to even, like torchvision) is the only fix-up before the cast.
-    if axis == "x":  # whole rows: blend along x only
-        out = read(i00).float().lerp_(read(i00, 1).float(), fx)
-    elif axis == "y":
-        out = read(i00).float().lerp_(read(i00, stride).float(), fy)
-    else:  # top = lerp(v00, v01, fx), bottom = lerp(v10, v11, fx), out = lerp(top, bottom, fy)
-        out = read(i00).float().lerp_(read(i00, 1).float(), fx)
-        out.lerp_(read(i00, stride).float().lerp_(read(i00, stride + 1).float(), fx), fy)
-    return out.round_().to(torch.uint8)
+        return _nearest(x, matrix, padding)
+    return _bilinear(x, matrix, padding)
 
 
 def _matrix(a, b, c, d, e, f) -> Tensor:
@@ -383,15 +581,22 @@ zoom.__doc__ = "F.affine(img, scale=s) about the centre (s > 1 enlarges)."
 
 def crop_flip(x: Tensor, top, left, flip=False, pad: int = 4) -> Tensor:
     """F.crop(F.pad(img, pad), top, left, H, W) (top, left in 0..2*pad), then F.horizontal_flip
-    where `flip`: the standard CIFAR augmentation, as one gather."""
+    where `flip`: the standard CIFAR augmentation. Every output row is a run of the padded image,
+    read forwards, or backwards (flipped) from the reversed copy that follows it."""
     n, c, h, w = x.shape
-    top, left = _param(top, x, torch.long).view(n, 1), _param(left, x, torch.long).view(n, 1)
-    cols = torch.arange(w, device=x.device).expand(n, w)
-    cols = torch.where(_param(flip, x, torch.bool).view(n, 1), w - 1 - cols, cols) + left
-    rows = torch.arange(h, device=x.device) + top
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad)).reshape(n, c, -1)
-    index = (rows.view(n, h, 1) * (w + 2 * pad) + cols.view(n, 1, w)).view(n, 1, h * w)
-    return padded.gather(2, index.expand(n, c, h * w)).view(n, c, h, w)
+    top, left = _param(top, x, torch.long).view(n, 1, 1), _param(left, x, torch.long).view(n, 1, 1)
+    flip = _param(flip, x, torch.bool).view(n, 1, 1)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    both = scratch("crop", (2, n * c * hp * wp), x.dtype, x.device)
+    _pad(x, pad, pad, pad, pad, name="crop").view(-1)  # (fills both[0], the first half)
+    both[1].copy_(both[0].flip(0))
+    size = both.shape[1]
+    planes = torch.arange(n * c, device=x.device).view(n, c, 1) * (hp * wp)
+    start = planes + (top + torch.arange(h, device=x.device).view(1, 1, h)) * wp + left
+    # the reversed copy holds element q at 2 * size - 1 - q, so a run [q, q + w) reversed starts at
+    # 2 * size - q - w
+    start = torch.where(flip, 2 * size - start - w, start)
+    return _runs(both.view(-1), w).index_select(0, start.view(-1)).view(n, c, h, w)
 
 
 def crop(x: Tensor, top, left, pad: int = 4) -> Tensor:
@@ -423,6 +628,7 @@ class Op:
     apply: Callable[[Tensor, Tensor], Tensor] | None = None
     matrix: Callable[[Tensor, int, int], Tensor] | None = None
     axis: str | None = None  # "x"/"y": the matrix only moves pixels along that axis
+    bilinear: Callable[[Tensor, Tensor], Tensor] | None = None  # a faster equal bilinear kernel (zero fill)
 
 
 OPS: dict[str, Op] = {
@@ -438,7 +644,7 @@ OPS: dict[str, Op] = {
         Op("contrast", contrast),
         Op("brightness", brightness),
         Op("sharpness", sharpness),
-        Op("rotate", matrix=rotate_matrix),
+        Op("rotate", matrix=rotate_matrix, bilinear=_rotate_bilinear),
         Op("shear_x", matrix=shear_x_matrix, axis="x"),
         Op("shear_y", matrix=shear_y_matrix, axis="y"),
         Op("translate_x", matrix=translate_x_matrix, axis="x"),
@@ -446,6 +652,21 @@ OPS: dict[str, Op] = {
         Op("zoom", matrix=zoom_matrix),
     ]
 }
+
+
+def _kernel(spec: Op, interpolation: str, padding: str) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """The batched function (images, params) -> images of an op; None for identity."""
+    if spec.apply is not None:
+        return spec.apply
+    if spec.matrix is None:
+        return None
+    if spec.bilinear is not None and interpolation == "bilinear" and padding == "zeros":
+        return spec.bilinear
+
+    def resample(x: Tensor, p: Tensor) -> Tensor:
+        return affine(x, spec.matrix(p, *x.shape[-2:]), interpolation, padding, spec.axis)
+
+    return resample
 
 
 def run_slots(
@@ -456,73 +677,37 @@ def run_slots(
     interpolation: str = "nearest",
     padding: str = "zeros",
     nearest: frozenset[str] | set[str] = frozenset(),
+    overwrite: bool = False,
 ) -> Tensor:
     """Apply op slots in turn: at slot s, image i gets OPS[names[op[i, s]]] with param[i, s];
-    op < 0 leaves it unchanged. op and param are (N, S) (or (N,) for one slot).
+    op < 0 leaves it unchanged. op and param are (N, S) (or (N,) for one slot). `nearest` names
+    affine ops resampled with nearest sampling whatever the interpolation (e.g. whole-pixel
+    shifts, where both agree). overwrite=True lets it work in place in x (contiguous).
 
-    Per slot, the batch is sorted by op (one device sync for the group sizes), so each op runs once
-    on a contiguous slice of the images that drew it, and the affine ops are resampled together:
-    one call with nearest sampling (`nearest` names affine ops resampled that way whatever the
-    interpolation, e.g. whole-pixel shifts), and for bilinear one call per axis class (see
-    `affine`'s axis). Images stay in sorted order between slots and are put back once at the end.
+    Per slot, the images are grouped by op (one argsort, and one device sync for the group
+    sizes): each op runs once on the images that drew it, copied out as whole rows, and its
+    results are copied back in place of them. Images without an op in a slot are not touched.
     """
-    n, _, h, w = x.shape
+    n = x.shape[0]
     op = op.to(device=x.device, dtype=torch.long).view(n, -1).clamp(min=-1)
     param = param.to(x.device).view(n, -1)
-    # Sort keys: unchanged images first, then pixel ops, then affine ops by resampling call:
-    # nearest, then bilinear along x only, along y only, and general (see `affine`'s axis).
-    specs = [OPS[name] for name in names]
-    calls = {2: ("nearest", None), 3: (interpolation, "x"), 4: (interpolation, "y"), 5: (interpolation, None)}
-
-    def kind(spec, name):
-        if spec.apply is None and spec.matrix is None:
-            return 0
-        if spec.matrix is None:
-            return 1
-        if name in nearest or interpolation == "nearest":
-            return 2
-        return {"x": 3, "y": 4}.get(spec.axis, 5)
-
-    kinds = [kind(spec, name) for spec, name in zip(specs, names)]
-    ranked = sorted(range(len(names)), key=lambda k: (kinds[k], k))
-    rank = torch.empty(len(names) + 1, dtype=torch.long)
-    rank[0] = 0
-    rank[[k + 1 for k in ranked]] = torch.arange(1, len(names) + 1)
-    rank = rank.to(x.device)
-    perm = torch.arange(n, device=x.device)  # perm[j] = original index of the image in row j
-    moved = False
+    kernels = [_kernel(OPS[name], "nearest" if name in nearest else interpolation, padding) for name in names]
+    out = x.contiguous() if overwrite else None
     for slot in range(op.shape[1]):
-        key = rank[op[perm, slot] + 1]
-        sizes = torch.bincount(key, minlength=len(names) + 1).tolist()  # the one device sync
-        if sizes[0] == n:
+        sizes = torch.bincount(op[:, slot] + 1, minlength=len(names) + 1).tolist()  # the one sync
+        if not any(size for kernel, size in zip(kernels, sizes[1:]) if kernel is not None):
             continue
-        order = torch.argsort(key, stable=True)
-        perm, moved = perm[order], True
-        slot_param = param[perm, slot]
-        x = take_rows(x, order)
-        pieces, start = [], 0
-        affine_parts = {k: [] for k in calls}  # kind -> [(start, stop, matrices)]
-        for size, k in zip(sizes, [None] + ranked):
-            stop = start + size
-            if size and k is not None and kinds[k] == 1:
-                pieces.append(specs[k].apply(x[start:stop], slot_param[start:stop]))
-            elif size and k is not None and kinds[k] >= 2:
-                affine_parts[kinds[k]].append((start, stop, specs[k].matrix(slot_param[start:stop], h, w)))
-            elif size:
-                pieces.append(x[start:stop])
-            start = stop
-        for k, parts in affine_parts.items():
-            if parts:
-                a, b = parts[0][0], parts[-1][1]  # same-kind groups are adjacent in sorted order
-                matrices = torch.cat([m for _, _, m in parts])
-                mode, axis = calls[k]
-                pieces.append(affine(x[a:b], matrices, mode, padding, axis))
-        x = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    if not moved:
-        return x
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(n, device=x.device)
-    return take_rows(x, inverse)
+        if out is None:
+            out = x.clone(memory_format=torch.contiguous_format)  # the caller's images stay as they are
+        order = torch.argsort(op[:, slot])
+        slot_param = param[:, slot]
+        start = sizes[0]
+        for kernel, size in zip(kernels, sizes[1:]):
+            if size and kernel is not None:
+                rows = order[start : start + size]
+                put_rows(out, rows, kernel(take_rows(out, rows, into="group"), slot_param.index_select(0, rows)))
+            start += size
+    return x if out is None else out
 
 
 def apply_ops(

@@ -484,32 +484,32 @@ class AugMix(Policy):
         draws.update(depth=depth, ops=op, levels=level, signs=sign, params=param, weights=weights, m=m,
                      op_names=names)
 
-        # All chains of all images form one batch (chain-major); slot s applies each chain's s-th op.
-        # Translations move by whole pixels, so they skip the (identical) bilinear interpolation;
-        # rotations and translations by 0 (low levels) are skipped, as they change nothing.
+        # All chains form one batch (chain-major), worked on in place in a scratch buffer; slot s
+        # applies each chain's s-th op. Rotations and translations by 0 (low levels) are skipped,
+        # as they change nothing.
         moves = [k for k, name in enumerate(names) if name in ("rotate", "translate_x", "translate_y")]
         run = torch.where(torch.isin(op, torch.tensor(moves, device=dev)) & (param == 0), -1, op)
-        chains = ops.run_slots(
-            x.repeat(width, 1, 1, 1),
+        chains = ops.scratch("augmix", (width, n, 3, h, w), torch.uint8, dev)
+        chains.copy_(x.unsqueeze(0).expand(width, n, 3, h, w))
+        ops.run_slots(
+            chains.view(width * n, 3, h, w),
             run.transpose(0, 1).reshape(width * n, max_depth),
             param.transpose(0, 1).reshape(width * n, max_depth),
             names,
             c["interpolation"],
             nearest={"translate_x", "translate_y"},
-        ).view(width, n, 3, h, w)
+            overwrite=True,
+        )
 
         # Official: out = (1 - m) * image + m * sum_i w_i * chain_i, in float32 on [0, 1] images (the
         # official code normalises first; the mix is affine with weights summing to 1, so that
-        # commutes). The 1/255 is folded into the weights; addcmul reads the uint8 chains directly.
-        # On CPU the batch is mixed in slices, so that the float temporaries stay small and reused.
+        # commutes). The 1/255 is folded into the weights.
         k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
         k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
-        out = torch.empty(x.shape, dtype=torch.float32, device=dev)
-        step = 128 if dev.type == "cpu" else max(n, 1)
-        for a in range(0, n, step):
-            part = out[a : a + step].copy_(x[a : a + step]).mul_(k0[a : a + step])
-            for i in range(width):
-                part.addcmul_(chains[i, a : a + step], k[i, a : a + step])
+        out = torch.empty(x.shape, dtype=torch.float32, device=dev).copy_(x).mul_(k0)
+        term = ops.scratch("augmix_term", x.shape, torch.float32, dev)
+        for i in range(width):
+            out.add_(term.copy_(chains[i]).mul_(k[i]))
         return out
 
 
