@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from robench.data import csets, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.progress import progress_bar
-from robench.runs import EVAL_DIR, atomic_write_text, device_name, load_model, read_config, resolve_device, write_json
+from robench.runs import EVAL_DIR, atomic_write_csv, device_name, load_model, read_config, resolve_device, write_json
 
 CHUNK = 500  # images per independently seeded corruption chunk; batch sizes are rounded to a multiple
 FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed"]
@@ -173,7 +172,7 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{dataset}-{source}")
     out = run_dir / EVAL_DIR / f"{stem}.csv"
     rows = _merge(out, rows)
-    _write_csv(out, rows)
+    atomic_write_csv(out, FIELDS, rows)
     meta = {"dataset": dataset, "source": source, "seed": cfg.seed, "n": n, "corruptions": names,
             "severities": severities, "device": device_name(device), "seconds": round(seconds, 2),
             "images_per_s": round(n * len(cells) / seconds, 1), "c_dir": str(folder) if folder else None}
@@ -201,11 +200,3 @@ def _merge(path: Path, rows: list[dict]) -> list[dict]:
 def read_eval_csv(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import re
 import shutil
 import time
@@ -24,7 +22,7 @@ from robench.evaluate import count_correct
 from robench.models import MODELS, build_model
 from robench.optim import cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.runs import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_torch_save, atomic_write_text,
+from robench.runs import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_torch_save, atomic_write_csv, atomic_write_text,
                           device_name, load_model, resolve_device, versions, write_json)
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
@@ -176,7 +174,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
         rows.append(dict(epoch=epoch, lr=f"{optimizer.param_groups[0]['lr']:.6g}",
                          train_loss=f"{loss_sum / seen:.4f}", train_error=f"{100 * wrong / seen:.2f}",
                          test_error=f"{test_error:.2f}", images_per_s=f"{seen / seconds:.1f}", seconds=f"{seconds:.2f}"))
-        _write_metrics(run_dir / METRICS, rows)
+        atomic_write_csv(run_dir / METRICS, METRIC_FIELDS, rows)
         atomic_torch_save(_checkpoint(cfg, model, optimizer, epoch, train_split), run_dir / CHECKPOINT)
         echo(f"epoch {epoch:>3}/{cfg.epochs}  loss {loss_sum / seen:.4f}  train err {100 * wrong / seen:5.2f}%  "
              f"test err {test_error:5.2f}%  {seen / seconds:,.0f} img/s  {seconds:.1f}s")
@@ -197,11 +195,3 @@ def _checkpoint(cfg: TrainConfig, model, optimizer, epoch: int, split) -> dict:
     return {"model": cfg.model, "num_classes": split.num_classes, "classes": list(split.classes),
             "dataset": cfg.dataset, "epoch": epoch, "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict()}
-
-
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, METRIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
