@@ -193,15 +193,16 @@ def equalize(x: Tensor, _=None) -> Tensor:
     else:  # scatter_add avoids bincount's device sync
         hist = torch.zeros(n * c * 256, dtype=torch.long, device=x.device)
         hist.scatter_add_(0, index.long(), hist.new_ones(1).expand(index.shape))
-    # The table arithmetic runs in float32, exact for these integers (counts below 2**24), on
-    # (N * C, 256) entries; the count of the highest occupied value is read at the channel max.
+    # The table arithmetic runs in float32, exact for these integers (floor((a + s // 2) / s) with
+    # a below 2**24 pixels), on (N * C, 256) entries; the count of the highest occupied value is
+    # read at the channel max.
     hist = hist.view(n * c, 256)
     top_count = hist.gather(1, x.amax(dim=(-2, -1)).view(n * c, 1).long())
     step = torch.div(h * w - top_count, 255, rounding_mode="floor").float()
     hist = hist.float()
-    below = hist.cumsum(1).sub_(hist)
-    lut = below.add_(torch.div(step, 2, rounding_mode="floor")).div_(step.clamp(min=1)).floor_().clamp_(max=255)
-    lut = torch.where(step > 0, lut, torch.arange(256, dtype=torch.float32, device=x.device))
+    lut = hist.cumsum(1).sub_(hist).add_(step.div(2).floor_()).div_(step.clamp(min=1)).floor_().clamp_(max=255)
+    if x.device.type != "cpu" or bool((step == 0).any()):  # such channels are left unchanged
+        lut = torch.where(step > 0, lut, torch.arange(256, dtype=torch.float32, device=x.device))
     return _apply_lut(x, lut.to(torch.uint8), index)
 
 
@@ -287,46 +288,22 @@ def sharpness(x: Tensor, factor) -> Tensor:
 # (pixel (i, j) sits at (j - (W-1)/2, i - (H-1)/2)): torchvision's inverse-affine convention, so
 # its `_get_inverse_affine_matrix` values can be compared directly.
 #
-# Bilinear sampling works on displacements: output pixel (i, j) reads the source at (i + dy, j + dx),
-# i.e. rows i + floor(dy) (and +1) and columns j + floor(dx) (and +1), with fractions fy, fx:
-#     top = v00 + fx (v01 - v00),  bottom = v10 + fx (v11 - v10),  out = top + fy (bottom - top)
-# in float32, one separately rounded op at a time (no lerp/FMA kernels: their rounding differs
-# between vectorised and scalar loops), then rounded half to even like torchvision. A zero fraction
-# reproduces the taps exactly, so the special cases below are bit-identical to the general path:
-# whole-pixel shifts copy runs of pixels, and x-only (y-only) shears blend two shifted copies of
-# each row (column). Runs are copied with one index_select on an overlapping view of all runs
-# (`_runs`), several times faster than a per-pixel gather.
-
-
-def _reflect(i: Tensor, n: int) -> Tensor:
-    """Symmetric reflection of integer positions into [0, n): (d c b a | a b c d | d c b a)."""
-    i = torch.remainder(i, 2 * n)
-    return torch.where(i >= n, 2 * n - 1 - i, i)
+# General maps are resampled with grid_sample on the float image, as torchvision's F.affine and
+# F.rotate do (align_corners=False, grid = source position * 2 / size), rounded half to even.
+# Maps that move pixels along one axis only, [[1, a, b], [0, 1, 0]] (x: shears and shifts along
+# x) and [[1, 0, 0], [a, 1, b]] (y), are resampled as runs: output row i is row i of the source
+# moved by its own displacement d_i = a * y_i + b (columns likewise), copied with one index_select
+# on an overlapping view of all runs of the zero-padded rows (`_runs`), several times faster than
+# a gather; a fractional d blends two runs, v0 + f (v1 - v0) in float32 (each step separately
+# rounded, no FMA), rounded half to even. `affine` always sends one-axis maps this way, so a
+# shear gives the same result however it is called. Whole-pixel shifts are exact copies with
+# either interpolation.
 
 
 @functools.lru_cache(maxsize=64)
 def _centred(n: int, device: torch.device) -> Tensor:
     """Pixel coordinates 0..n-1 centred on the image centre, float32 (cached: never modify)."""
     return torch.arange(n, dtype=torch.float32, device=device) - (n - 1) / 2
-
-
-def source_positions(matrix: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
-    """Source row and column (N, H, W) in float32 pixel indices for each output pixel (nearest sampling)."""
-    m = matrix.float().view(-1, 6, 1, 1).unbind(1)
-    xs, ys = _centred(w, matrix.device).view(1, 1, w), _centred(h, matrix.device).view(1, h, 1)
-    sx = (m[0] * xs + (m[2] + (w - 1) / 2)) + m[1] * ys
-    sy = (m[3] * xs + (m[5] + (h - 1) / 2)) + m[4] * ys
-    return sy, sx
-
-
-def displacements(matrix: Tensor, ys: Tensor, xs: Tensor) -> tuple[Tensor, Tensor]:
-    """Source minus output position (dy, dx), float32, for centred coordinates ys (1, H, 1) and
-    xs (1, 1, W) (either may be one row/column: an x-only map's dx does not depend on x)."""
-    m = matrix.reshape(-1, 6).clone()
-    m[:, 0] -= 1  # in the matrix's precision (float64), before the cast
-    m[:, 4] -= 1
-    m = m.float().view(-1, 6, 1, 1).unbind(1)
-    return (m[3] * xs + m[4] * ys) + m[5], (m[0] * xs + m[1] * ys) + m[2]
 
 
 def _to_uint8(x: Tensor) -> Tensor:
@@ -345,8 +322,7 @@ def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: 
     n, c, h, w = x.shape
     out = scratch(name, (n, c, h + top + bottom, w + left + right), x.dtype, x.device)
     out.zero_()  # (a memset; zeroing only the borders is several times slower)
-    inner = out[:, :, top : top + h]
-    inner[..., left : left + w].copy_(x)
+    out[:, :, top : top + h, left : left + w].copy_(x)
     return out
 
 
@@ -379,20 +355,26 @@ def _shift_planes(x: Tensor, k: Tensor) -> Tensor:
     return _runs(padded.view(-1), h * w).index_select(0, start).view(n, c, h, w)
 
 
-def _interpolate(v0: Tensor, v1: Tensor, f: Tensor, name: str = "float0") -> Tensor:
-    """v0 + f (v1 - v0) in float32 (scratch buffers `name` and `name`+"b"), each step rounded
-    (see the resampling notes)."""
-    v0 = _as_float(v0, name + "b")
-    return _as_float(v1, name).sub_(v0).mul_(f).add_(v0)
+def _interpolate(v0: Tensor, v1: Tensor, f: Tensor) -> Tensor:
+    """v0 + f (v1 - v0) in float32 (scratch), each step rounded (see the resampling notes)."""
+    v0 = _as_float(v0, "float1")
+    return _as_float(v1, "float0").sub_(v0).mul_(f).add_(v0)
+
+
+def _one_axis(matrix: Tensor) -> str | None:
+    """"x" or "y" if every matrix moves pixels along that axis only (see the resampling notes)."""
+    m = matrix.reshape(-1, 6)
+    x_only, y_only = torch.stack([(m[:, 0] == 1) & (m[:, 3] == 0) & (m[:, 4] == 1) & (m[:, 5] == 0),
+                                  (m[:, 0] == 1) & (m[:, 1] == 0) & (m[:, 2] == 0) & (m[:, 4] == 1)]).all(1).tolist()
+    return "x" if x_only else "y" if y_only else None
 
 
 def _resample_axis(x: Tensor, matrix: Tensor, axis: str, interpolation: str) -> Tensor | None:
-    """Matrices [[1, a, b], [0, 1, 0]] (axis "x": shears and shifts along x), where row i moves by
-    its own dx, or [[1, 0, 0], [a, 1, b]] (axis "y"), where column j moves by its own dy. Shifts
-    of whole images along y are runs of planes; y shears blend the rows of the transposed images.
-    None for nearest sampling of anything but whole-pixel shifts (see `_nearest` for that)."""
+    """Matrices [[1, a, b], [0, 1, 0]] (axis "x"), where row i moves by d_i = a y_i + b, or
+    [[1, 0, 0], [a, 1, b]] (axis "y"), where column j moves by d_j = a x_j + b (see the notes).
+    Shifts of whole images along y are runs of planes; y shears blend rows of the transposed
+    images. None for nearest sampling of anything but whole-pixel shifts."""
     n, c, h, w = x.shape
-    # d = a * coordinate + b in float32: `displacements` for these matrices, whose other term is 0
     a, b = (matrix[:, 0, 1], matrix[:, 0, 2]) if axis == "x" else (matrix[:, 1, 0], matrix[:, 1, 2])
     d = a.float().view(n, 1) * _centred(h if axis == "x" else w, x.device) + b.float().view(n, 1)
     k = d.floor()
@@ -415,79 +397,27 @@ def _resample_axis(x: Tensor, matrix: Tensor, axis: str, interpolation: str) -> 
     return result.to(torch.uint8) if moving else result
 
 
-def _bilinear_taps(dy: Tensor, dx: Tensor, stride: int, before: int, clamp: bool):
-    """Flat index (M, 1, H*W) of the top-left tap in an image padded by `before` (row stride
-    `stride`), and the fractions fy, fx (M, 1, H*W), from displacements (M, H, W); with `clamp`,
-    taps outside a zero-padded image are clamped into its 2-pixel border (both then read zeros)."""
-    m, h, w = dy.shape
-    rows, cols = dy.floor(), dx.floor()
-    fy, fx = (dy - rows).view(m, 1, h * w), (dx - cols).view(m, 1, h * w)
-    rows += torch.arange(h, dtype=rows.dtype, device=dy.device).view(1, h, 1)
-    cols += torch.arange(w, dtype=cols.dtype, device=dy.device).view(1, 1, w)
-    if clamp:
-        rows.clamp_(-2, h)
-        cols.clamp_(-2, w)
-    index = rows.add_(before).mul_(stride).add_(cols).add_(before).long().view(m, 1, h * w)
-    return index, fy, fx
-
-
-def _bilinear(x: Tensor, matrix: Tensor, padding: str, inverse: Tensor | None = None) -> Tensor:
-    """Bilinear resampling, image i with matrix[i], or with matrix[inverse[i]] if given (the taps
-    of each distinct matrix are then computed once: the same float ops, so the same values)."""
+def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, inverse: Tensor | None = None) -> Tensor:
+    """grid_sample of the float images, image i with matrix[i], or matrix[inverse[i]] if given
+    (then the grid of each distinct matrix is computed once: the same float ops, the same values).
+    Reflect padding is grid_sample's "reflection", which with align_corners=False is symmetric."""
     n, c, h, w = x.shape
-    dy, dx = displacements(matrix, _centred(h, x.device).view(1, h, 1), _centred(w, x.device).view(1, 1, w))
-    if padding == "reflect":
-        # symmetric padding as far as the taps reach (one sync for the extent)
-        y0 = dy.floor() + torch.arange(h, device=x.device).view(1, h, 1)
-        x0 = dx.floor() + torch.arange(w, device=x.device).view(1, 1, w)
-        ext = torch.stack([-y0.min(), -x0.min(), y0.max() + 2 - h, x0.max() + 2 - w]).tolist()
-        before, after = max(int(ext[0]), int(ext[1]), 0), max(int(ext[2]), int(ext[3]), 0)
-        src = x.index_select(2, _reflect(torch.arange(-before, h + after, device=x.device), h))
-        src = src.index_select(3, _reflect(torch.arange(-before, w + after, device=x.device), w))
-    else:
-        before, src = 2, _pad(x, 2, 2, 2, 2)
-    stride = src.shape[-1]
-    index, fy, fx = _bilinear_taps(dy, dx, stride, before, padding != "reflect")
+    m = matrix.reshape(-1, 6).float().view(-1, 6, 1, 1).unbind(1)
+    xs, ys = _centred(w, x.device).view(1, 1, w), _centred(h, x.device).view(1, h, 1)
+    grid = torch.stack([(m[0] * xs + m[1] * ys + m[2]) * (2 / w), (m[3] * xs + m[4] * ys + m[5]) * (2 / h)], -1)
     if inverse is not None:
-        index, fy, fx = index.index_select(0, inverse), fy.index_select(0, inverse), fx.index_select(0, inverse)
-    index = index.expand(n, c, h * w)
-    src = src.reshape(n, c, -1)
-
-    def tap(offset: int, t: int) -> Tensor:
-        return torch.gather(src[..., offset:], 2, index, out=scratch(f"tap{t}", (n, c, h * w), x.dtype, x.device))
-
-    top = _interpolate(tap(0, 0), tap(1, 1), fx, "float0")
-    bottom = _interpolate(tap(stride, 0), tap(stride + 1, 1), fx, "float1")
-    return _to_uint8(bottom.sub_(top).mul_(fy).add_(top).round_()).view(n, c, h, w)
+        grid = grid.index_select(0, inverse)
+    out = torch.nn.functional.grid_sample(_as_float(x, "float0"), grid, mode=interpolation, align_corners=False,
+                                          padding_mode="zeros" if padding == "zeros" else "reflection")
+    return _to_uint8(out.round_() if interpolation == "bilinear" else out)
 
 
-def _rotate_bilinear(x: Tensor, angle: Tensor) -> Tensor:
-    """F.rotate(img, angle, BILINEAR) with zero fill; the taps of each distinct angle are computed
-    once (policies draw few: AugMix whole degrees, RandAugment one magnitude)."""
-    if x.shape[0] == 0:
-        return x.clone()
-    if x.device.type != "cpu":  # (unique would sync)
-        return _bilinear(x, rotate_matrix(angle, *x.shape[-2:]), "zeros")
-    angles, inverse = torch.unique(angle, return_inverse=True)
-    return _bilinear(x, rotate_matrix(angles, *x.shape[-2:]), "zeros", inverse)
-
-
-def _nearest(x: Tensor, matrix: Tensor, padding: str) -> Tensor:
-    n, c, h, w = x.shape
-    sy, sx = source_positions(matrix, h, w)
-    rows, cols = sy.round_(), sx.round_()  # half to even, like grid_sample
-    if padding == "reflect":
-        ext = torch.stack([-rows.min(), -cols.min(), rows.max() + 1 - h, cols.max() + 1 - w]).tolist()
-        before, after = max(int(ext[0]), int(ext[1]), 0), max(int(ext[2]), int(ext[3]), 0)
-        src = x.index_select(2, _reflect(torch.arange(-before, h + after, device=x.device), h))
-        src = src.index_select(3, _reflect(torch.arange(-before, w + after, device=x.device), w))
-    else:
-        before = 1
-        rows.clamp_(-1, h)
-        cols.clamp_(-1, w)
-        src = torch.nn.functional.pad(x, (1, 1, 1, 1))
-    index = rows.add_(before).mul_(src.shape[-1]).add_(cols).add_(before).long().view(n, 1, h * w)
-    return src.reshape(n, c, -1).gather(2, index.expand(n, c, h * w)).view(n, c, h, w)
+def _distinct(p: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The distinct values of a per-image parameter and each image's index among them (on CPU,
+    where the sync is free; elsewhere the values themselves and None)."""
+    if p.device.type != "cpu":
+        return p, None
+    return torch.unique(p, return_inverse=True)
 
 
 def affine(
@@ -496,24 +426,23 @@ def affine(
     """Resample every image with its own inverse matrix (N, 2, 3).
 
     interpolation: "nearest" (round half to even, like grid_sample) or "bilinear" (rounded to
-    uint8 like torchvision); padding: "zeros" (torchvision's fill=None) or "reflect" (Keras').
-    axis="x" promises that every matrix is [[1, a, b], [0, 1, 0]] (a shear or shift along x),
-    axis="y" that it is [[1, 0, 0], [a, 1, b]]; with zero padding, rows (columns) are then moved
-    as runs and blended with two taps. Results are the same with or without the promise.
+    uint8 like torchvision); padding: "zeros" (torchvision's fill=None) or "reflect" (Keras',
+    symmetric: d c b a | a b c d). axis="x" (or "y") promises that every matrix moves pixels
+    along that axis only (see the resampling notes), which is otherwise checked for (on CPU).
     """
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"unknown interpolation {interpolation!r}")
-    n, c, h, w = x.shape
     matrix = matrix.to(x.device)
-    if n == 0:
+    if x.shape[0] == 0:
         return x.clone()
-    if axis is not None and padding == "zeros":
+    if padding == "zeros" and axis is None and x.device.type == "cpu":
+        axis = _one_axis(matrix)
+    if padding == "zeros" and axis is not None:
         out = _resample_axis(x, matrix, axis, interpolation)
         if out is not None:
             return out
-    if interpolation == "nearest":
-        return _nearest(x, matrix, padding)
-    return _bilinear(x, matrix, padding)
+    return _grid_sample(x, matrix, interpolation, padding)
+
 
 
 def _matrix(a, b, c, d, e, f) -> Tensor:
@@ -628,7 +557,6 @@ class Op:
     apply: Callable[[Tensor, Tensor], Tensor] | None = None
     matrix: Callable[[Tensor, int, int], Tensor] | None = None
     axis: str | None = None  # "x"/"y": the matrix only moves pixels along that axis
-    bilinear: Callable[[Tensor, Tensor], Tensor] | None = None  # a faster equal bilinear kernel (zero fill)
 
 
 OPS: dict[str, Op] = {
@@ -644,7 +572,7 @@ OPS: dict[str, Op] = {
         Op("contrast", contrast),
         Op("brightness", brightness),
         Op("sharpness", sharpness),
-        Op("rotate", matrix=rotate_matrix, bilinear=_rotate_bilinear),
+        Op("rotate", matrix=rotate_matrix),
         Op("shear_x", matrix=shear_x_matrix, axis="x"),
         Op("shear_y", matrix=shear_y_matrix, axis="y"),
         Op("translate_x", matrix=translate_x_matrix, axis="x"),
@@ -660,11 +588,15 @@ def _kernel(spec: Op, interpolation: str, padding: str) -> Callable[[Tensor, Ten
         return spec.apply
     if spec.matrix is None:
         return None
-    if spec.bilinear is not None and interpolation == "bilinear" and padding == "zeros":
-        return spec.bilinear
 
     def resample(x: Tensor, p: Tensor) -> Tensor:
-        return affine(x, spec.matrix(p, *x.shape[-2:]), interpolation, padding, spec.axis)
+        h, w = x.shape[-2:]
+        if spec.axis is not None:
+            return affine(x, spec.matrix(p, h, w), interpolation, padding, spec.axis)
+        # Policies draw few distinct values (AugMix: whole degrees; RandAugment: one magnitude):
+        # the grid of each is computed once.
+        values, inverse = _distinct(p)
+        return _grid_sample(x, spec.matrix(values, h, w), interpolation, padding, inverse)
 
     return resample
 
@@ -693,19 +625,23 @@ def run_slots(
     param = param.to(x.device).view(n, -1)
     kernels = [_kernel(OPS[name], "nearest" if name in nearest else interpolation, padding) for name in names]
     out = x.contiguous() if overwrite else None
+    shape = x.shape[1:]
     for slot in range(op.shape[1]):
         sizes = torch.bincount(op[:, slot] + 1, minlength=len(names) + 1).tolist()  # the one sync
         if not any(size for kernel, size in zip(kernels, sizes[1:]) if kernel is not None):
             continue
         if out is None:
             out = x.clone(memory_format=torch.contiguous_format)  # the caller's images stay as they are
+        rows = _row_view(out)
         order = torch.argsort(op[:, slot])
-        slot_param = param[:, slot]
+        slot_param = param[:, slot].index_select(0, order)
         start = sizes[0]
         for kernel, size in zip(kernels, sizes[1:]):
             if size and kernel is not None:
-                rows = order[start : start + size]
-                put_rows(out, rows, kernel(take_rows(out, rows, into="group"), slot_param.index_select(0, rows)))
+                index = order[start : start + size]
+                group = scratch("group", (size, rows.shape[1]), rows.dtype, x.device)
+                group = torch.index_select(rows, 0, index, out=group).view(x.dtype).view(size, *shape)
+                rows.index_copy_(0, index, _row_view(kernel(group, slot_param[start : start + size]).contiguous()))
             start += size
     return x if out is None else out
 

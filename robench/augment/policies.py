@@ -20,7 +20,6 @@ AugMix (which shares one op chain per call and includes the colour ops by defaul
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -415,25 +414,38 @@ class AutoAugment(_SpacePolicy):
 
 
 # ----------------------------------------------------------------------------- AugMix
-# The official google-research/augmix ops (augmentations.py): a level l ~ U(0.1, severity) maps to
-# an int parameter int(l * max / 10) or a float one l * max / 10; signed ops flip with p = 0.5.
-# Each function maps (level, sign, h, w) to our op's parameter.
-AUGMIX_OPS: dict[str, Callable | None] = {
+# The official google-research/augmix ops (augmentations.py): a level l ~ U(0.1, severity) gives
+# v = l * max / 10, truncated where the official code uses int_parameter (int(l * max / 10));
+# our op's parameter is offset + sign * v, the sign drawn +-1 with p = 0.5 ("random") or fixed.
+# max "w" / "h" is the image size / 3 along that axis (the official IMAGE_SIZE / 3 at 32 px).
+# name: (max, truncated, sign, offset), or None for ops without a parameter.
+AUGMIX_OPS: dict[str, tuple | None] = {
     "autocontrast": None,
     "equalize": None,
-    "posterize": lambda l, s, h, w: 4 - (l * 4 / 10).trunc(),
-    "rotate": lambda l, s, h, w: s * (l * 30 / 10).trunc(),
-    "solarize": lambda l, s, h, w: 256 - (l * 256 / 10).trunc(),
-    "shear_x": lambda l, s, h, w: s * (l * 0.3 / 10),
-    "shear_y": lambda l, s, h, w: s * (l * 0.3 / 10),
-    "translate_x": lambda l, s, h, w: s * (l * (w / 3) / 10).trunc(),  # IMAGE_SIZE / 3 for 32 px
-    "translate_y": lambda l, s, h, w: s * (l * (h / 3) / 10).trunc(),
+    "posterize": (4, True, -1, 4),  # bits 4 - int(l * 4 / 10)
+    "rotate": (30, True, "random", 0),  # +-int(l * 30 / 10) degrees
+    "solarize": (256, True, -1, 256),  # threshold 256 - int(l * 256 / 10)
+    "shear_x": (0.3, False, "random", 0),  # +-l * 0.3 / 10
+    "shear_y": (0.3, False, "random", 0),
+    "translate_x": ("w", True, "random", 0),  # +-int(l * (W / 3) / 10) pixels
+    "translate_y": ("h", True, "random", 0),
 }
 # all_ops=True adds the ops that overlap the test corruptions: factor l * 1.8 / 10 + 0.1.
-AUGMIX_ALL_OPS: dict[str, Callable | None] = {
-    **AUGMIX_OPS,
-    **{name: (lambda l, s, h, w: l * 1.8 / 10 + 0.1) for name in ("color", "contrast", "brightness", "sharpness")},
+AUGMIX_ALL_OPS: dict[str, tuple | None] = {
+    **AUGMIX_OPS, **{name: (1.8, False, 1, 0.1) for name in ("color", "contrast", "brightness", "sharpness")}
 }
+
+
+def augmix_tables(table: dict, h: int, w: int, device) -> tuple[Tensor, ...]:
+    """Per-op (max, truncated, random sign, fixed sign, offset) as tensors indexed by op."""
+    specs = [spec or (0, False, 1, 0) for spec in table.values()]
+    dtype = _real(torch.device(device))
+    scale = [{"w": w / 3, "h": h / 3}.get(spec[0], spec[0]) for spec in specs]
+    return (torch.tensor(scale, dtype=dtype, device=device),
+            torch.tensor([spec[1] for spec in specs], device=device),
+            torch.tensor([spec[2] == "random" for spec in specs], device=device),
+            torch.tensor([1 if spec[2] == "random" else spec[2] for spec in specs], dtype=dtype, device=device),
+            torch.tensor([spec[3] for spec in specs], dtype=dtype, device=device))
 
 
 @register
@@ -475,10 +487,13 @@ class AugMix(Policy):
         op = torch.where(torch.arange(max_depth, device=dev) < depth.unsqueeze(-1), op, -1)
         level = 0.1 + (c["severity"] - 0.1) * _rand((n, width, max_depth), gen, dev)
         sign = torch.where(_rand((n, width, max_depth), gen, dev) < 0.5, -1.0, 1.0).to(level.dtype)
-        param = torch.zeros_like(level)
-        for k, fn in enumerate(table.values()):
-            if fn is not None:
-                param = torch.where(op == k, fn(level, sign, h, w), param)
+        key = (c["all_ops"], h, w, dev)
+        cache = self.__dict__.setdefault("_tables", {})
+        if key not in cache:
+            cache[key] = augmix_tables(table, h, w, dev)
+        scale, truncated, random_sign, fixed_sign, offset = (t[op.clamp(min=0)] for t in cache[key])
+        v = level * scale / 10
+        param = offset + torch.where(random_sign, sign, fixed_sign) * torch.where(truncated, v.trunc(), v)
         weights = dirichlet(c["alpha"], (n, width), gen, dev)
         m = beta(c["alpha"], c["alpha"], (n,), gen, dev)
         draws.update(depth=depth, ops=op, levels=level, signs=sign, params=param, weights=weights, m=m,
