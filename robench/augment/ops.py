@@ -159,7 +159,7 @@ def _lut_index(x: Tensor, per_channel: bool = True) -> Tensor:
     n, c = x.shape[:2]
     rows = n * c if per_channel else n
     offsets = torch.arange(0, rows * 256, 256, dtype=torch.int32, device=x.device).view(rows, 1)
-    return (x.reshape(rows, -1).int() + offsets).view(-1)
+    return x.reshape(rows, -1).int().add_(offsets).view(-1)  # (in place: a broadcast add is 4x slower)
 
 
 def _apply_lut(x: Tensor, lut: Tensor, index: Tensor | None = None) -> Tensor:
@@ -326,21 +326,27 @@ def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: 
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _row_starts(rows: int, stride: int, device: torch.device) -> Tensor:
+    """0, stride, 2 stride, ... (rows of them), int64 (cached: never modify)."""
+    return torch.arange(0, rows * stride, stride, device=device)
+
+
 def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
     """Rows moved by whole pixels: tap t is out[n, c, i, j] = x[n, c, i, j + k[n, i] + t] (0 outside
-    the image), for t < taps <= 2; k is (N, H) whole numbers. Every output row is one run of the
-    zero-padded row. With one tap the result is a new tensor, with two they are scratch."""
+    the image), for t < taps <= 2; k is (N, H) whole numbers (float). Every output row is one run
+    of the zero-padded row. With one tap the result is a new tensor, with two they are scratch."""
     n, c, h, w = x.shape
-    k = k.long().clamp_(-w - 1, w + 1)  # further out, both taps read zeros all the same
-    reach = int(k.abs().max())
-    padded = _pad(x, reach, reach + taps - 1)
-    rows = torch.arange(n * c * h, device=x.device).view(n, c, h) * padded.shape[-1]
-    start = (rows + (k + reach).view(n, 1, h)).view(-1)
-    runs = _runs(padded.view(-1), w)
+    k = k.clamp(-w - 1, w + 1)  # further out, both taps read zeros all the same
+    lo, hi = (int(v) for v in torch.aminmax(k))
+    left, right = max(-lo, 0), max(hi, 0) + taps - 1
+    padded = _pad(x, left, right)
+    wp = w + left + right
+    start = _row_starts(n * c * h, wp, x.device).view(n, c, h) + k.long().add_(left).view(n, 1, h)
+    runs = _runs(padded.view(-1), w + taps - 1).index_select(0, start.view(-1))
     if taps == 1:
-        return [runs.index_select(0, start).view(n, c, h, w)]
-    return [torch.index_select(runs, 0, start + t, out=scratch(f"tap{t}", (len(start), w), x.dtype, x.device))
-            .view(n, c, h, w) for t in range(taps)]
+        return [runs.view(n, c, h, w)]
+    return [runs[:, t : t + w].view(n, c, h, w) for t in range(taps)]
 
 
 def _shift_planes(x: Tensor, k: Tensor) -> Tensor:
@@ -369,13 +375,12 @@ def _one_axis(matrix: Tensor) -> str | None:
     return "x" if x_only else "y" if y_only else None
 
 
-def _resample_axis(x: Tensor, matrix: Tensor, axis: str, interpolation: str) -> Tensor | None:
-    """Matrices [[1, a, b], [0, 1, 0]] (axis "x"), where row i moves by d_i = a y_i + b, or
-    [[1, 0, 0], [a, 1, b]] (axis "y"), where column j moves by d_j = a x_j + b (see the notes).
-    Shifts of whole images along y are runs of planes; y shears blend rows of the transposed
-    images. None for nearest sampling of anything but whole-pixel shifts."""
+def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: str) -> Tensor | None:
+    """One-axis maps (a, b) (N,) each: along x row i moves by d_i = a y_i + b, along y column j
+    by d_j = a x_j + b (see the resampling notes). Shifts of whole images along y are runs of
+    planes; y shears blend rows of the transposed images. None for nearest sampling of anything
+    but whole-pixel shifts."""
     n, c, h, w = x.shape
-    a, b = (matrix[:, 0, 1], matrix[:, 0, 2]) if axis == "x" else (matrix[:, 1, 0], matrix[:, 1, 2])
     d = a.float().view(n, 1) * _centred(h if axis == "x" else w, x.device) + b.float().view(n, 1)
     k = d.floor()
     f = d.sub_(k)
@@ -402,14 +407,22 @@ def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, in
     (then the grid of each distinct matrix is computed once: the same float ops, the same values).
     Reflect padding is grid_sample's "reflection", which with align_corners=False is symmetric."""
     n, c, h, w = x.shape
-    m = matrix.reshape(-1, 6).float().view(-1, 6, 1, 1).unbind(1)
-    xs, ys = _centred(w, x.device).view(1, 1, w), _centred(h, x.device).view(1, h, 1)
-    grid = torch.stack([(m[0] * xs + m[1] * ys + m[2]) * (2 / w), (m[3] * xs + m[4] * ys + m[5]) * (2 / h)], -1)
+    m = matrix.float()  # (M, 2, 3): row 0 gives the source x, row 1 the source y
+    xs, ys, scale = _grid_constants(h, w, x.device)
+    grid = (m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]).mul_(scale).transpose(1, 2).view(-1, h, w, 2)
     if inverse is not None:
         grid = grid.index_select(0, inverse)
     out = torch.nn.functional.grid_sample(_as_float(x, "float0"), grid, mode=interpolation, align_corners=False,
                                           padding_mode="zeros" if padding == "zeros" else "reflection")
     return _to_uint8(out.round_() if interpolation == "bilinear" else out)
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_constants(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Centred x and y of every pixel (1, 1, H*W), and grid_sample's normalisation (1, 2, 1)."""
+    xs = _centred(w, device).repeat(h).view(1, 1, h * w)
+    ys = _centred(h, device).repeat_interleave(w).view(1, 1, h * w)
+    return xs, ys, torch.tensor([2 / w, 2 / h], device=device).view(1, 2, 1)
 
 
 def _distinct(p: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -438,7 +451,8 @@ def affine(
     if padding == "zeros" and axis is None and x.device.type == "cpu":
         axis = _one_axis(matrix)
     if padding == "zeros" and axis is not None:
-        out = _resample_axis(x, matrix, axis, interpolation)
+        ab = (matrix[:, 0, 1], matrix[:, 0, 2]) if axis == "x" else (matrix[:, 1, 0], matrix[:, 1, 2])
+        out = _resample_axis(x, *ab, axis, interpolation)
         if out is not None:
             return out
     return _grid_sample(x, matrix, interpolation, padding)
@@ -452,32 +466,44 @@ def _matrix(a, b, c, d, e, f) -> Tensor:
 def rotate_matrix(angle: Tensor, h: int, w: int) -> Tensor:
     """F.rotate's inverse map: counter-clockwise by `angle` degrees about the centre."""
     rad = torch.deg2rad(angle)
-    cos, sin, zero = rad.cos(), rad.sin(), torch.zeros_like(rad)
-    return _matrix(cos, -sin, zero, sin, cos, zero)
+    cos, sin = rad.cos(), rad.sin()
+    zero = torch.zeros_like(cos)
+    return torch.stack([cos, -sin, zero, sin, cos, zero], dim=-1).view(-1, 2, 3)
 
 
-def shear_x_matrix(m: Tensor, h: int, w: int) -> Tensor:
+# One-axis maps as (a, b): along x, row i (centred y_i) moves by a * y_i + b, the matrix being
+# [[1, a, b], [0, 1, 0]]; along y, column j moves by a * x_j + b, [[1, 0, 0], [a, 1, b]].
+
+
+def shear_x_shift(m: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     """AutoAugment's ShearX: source x = x + m * y about the top-left corner (PIL's (1, m, 0, 0, 1, 0))."""
-    one, zero = torch.ones_like(m), torch.zeros_like(m)
-    return _matrix(one, m, m * (h / 2), zero, one, zero)
+    return m, m * (h / 2)
 
 
-def shear_y_matrix(m: Tensor, h: int, w: int) -> Tensor:
+def shear_y_shift(m: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
     """AutoAugment's ShearY: source y = y + m * x about the top-left corner."""
-    one, zero = torch.ones_like(m), torch.zeros_like(m)
-    return _matrix(one, zero, zero, m, one, m * (w / 2))
+    return m, m * (w / 2)
 
 
-def translate_x_matrix(t: Tensor, h: int, w: int) -> Tensor:
-    """F.affine(translate=[t, 0]): the content moves right by t pixels."""
-    one, zero = torch.ones_like(t), torch.zeros_like(t)
-    return _matrix(one, zero, -t, zero, one, zero)
+def translate_shift(t: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+    """F.affine(translate=t along one axis): the content moves by t pixels (right or down)."""
+    return torch.zeros_like(t), -t
 
 
-def translate_y_matrix(t: Tensor, h: int, w: int) -> Tensor:
-    """F.affine(translate=[0, t]): the content moves down by t pixels."""
-    one, zero = torch.ones_like(t), torch.zeros_like(t)
-    return _matrix(one, zero, zero, zero, one, -t)
+def _axis_matrix(shift, axis: str):
+    def matrix(p: Tensor, h: int, w: int) -> Tensor:
+        a, b = shift(p, h, w)
+        one, zero = torch.ones_like(b), torch.zeros_like(b)
+        return _matrix(one, a, b, zero, one, zero) if axis == "x" else _matrix(one, zero, zero, a, one, b)
+
+    matrix.__doc__ = shift.__doc__
+    return matrix
+
+
+shear_x_matrix = _axis_matrix(shear_x_shift, "x")
+shear_y_matrix = _axis_matrix(shear_y_shift, "y")
+translate_x_matrix = _axis_matrix(translate_shift, "x")
+translate_y_matrix = _axis_matrix(translate_shift, "y")
 
 
 def zoom_matrix(scale: Tensor, h: int, w: int) -> Tensor:
@@ -551,12 +577,14 @@ def cutout(x: Tensor, cy, cx, size: int = 16) -> Tensor:
 
 @dataclass(frozen=True)
 class Op:
-    """A batched op: `apply(x, param)` for pixel ops, or `matrix(param, h, w)` for affine ones."""
+    """A batched op: `apply(x, param)` for pixel ops, or `matrix(param, h, w)` for affine ones;
+    one-axis affine ops also give `shift(param, h, w)` -> (a, b) (see the resampling notes)."""
 
     name: str
     apply: Callable[[Tensor, Tensor], Tensor] | None = None
     matrix: Callable[[Tensor, int, int], Tensor] | None = None
     axis: str | None = None  # "x"/"y": the matrix only moves pixels along that axis
+    shift: Callable[[Tensor, int, int], tuple[Tensor, Tensor]] | None = None
 
 
 OPS: dict[str, Op] = {
@@ -573,17 +601,18 @@ OPS: dict[str, Op] = {
         Op("brightness", brightness),
         Op("sharpness", sharpness),
         Op("rotate", matrix=rotate_matrix),
-        Op("shear_x", matrix=shear_x_matrix, axis="x"),
-        Op("shear_y", matrix=shear_y_matrix, axis="y"),
-        Op("translate_x", matrix=translate_x_matrix, axis="x"),
-        Op("translate_y", matrix=translate_y_matrix, axis="y"),
+        Op("shear_x", matrix=shear_x_matrix, axis="x", shift=shear_x_shift),
+        Op("shear_y", matrix=shear_y_matrix, axis="y", shift=shear_y_shift),
+        Op("translate_x", matrix=translate_x_matrix, axis="x", shift=translate_shift),
+        Op("translate_y", matrix=translate_y_matrix, axis="y", shift=translate_shift),
         Op("zoom", matrix=zoom_matrix),
     ]
 }
 
 
 def _kernel(spec: Op, interpolation: str, padding: str) -> Callable[[Tensor, Tensor], Tensor] | None:
-    """The batched function (images, params) -> images of an op; None for identity."""
+    """The batched function (images, params) -> images of an op; None for identity. The same
+    results as the op's function (affine ops: `affine` with the op's matrices), reached faster."""
     if spec.apply is not None:
         return spec.apply
     if spec.matrix is None:
@@ -591,8 +620,10 @@ def _kernel(spec: Op, interpolation: str, padding: str) -> Callable[[Tensor, Ten
 
     def resample(x: Tensor, p: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        if spec.axis is not None:
-            return affine(x, spec.matrix(p, h, w), interpolation, padding, spec.axis)
+        if spec.shift is not None and padding == "zeros":
+            out = _resample_axis(x, *spec.shift(p, h, w), spec.axis, interpolation)
+            if out is not None:
+                return out
         # Policies draw few distinct values (AugMix: whole degrees; RandAugment: one magnitude):
         # the grid of each is computed once.
         values, inverse = _distinct(p)
