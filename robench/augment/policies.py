@@ -524,7 +524,7 @@ class AugMix(Policy):
         out = torch.empty(x.shape, dtype=torch.float32, device=dev).copy_(x).mul_(k0)
         term = ops.scratch("augmix_term", x.shape, torch.float32, dev)
         for i in range(width):
-            out.add_(term.copy_(chains[i]).mul_(k[i]))
+            out.addcmul_(term.copy_(chains[i]), k[i])
         return out
 
 
