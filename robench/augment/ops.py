@@ -311,6 +311,18 @@ def _to_uint8(x: Tensor) -> Tensor:
     return scratch("int16", x.shape, torch.int16, x.device).copy_(x).to(torch.uint8)
 
 
+# Adding 1.5 * 2**23 to a float32 in [0, 2**22) rounds it to a whole number, half to even (as
+# torch.round does), which then sits in the low bits of the float's representation; as int32 it
+# converts to uint8 by truncation modulo 256, leaving that number. One pass cheaper than
+# round, cast to int16, cast to uint8 (in place in x).
+_ROUNDING = 12582912.0
+
+
+def _round_to_uint8(x: Tensor) -> Tensor:
+    """Round float values in [0, 255] half to even into a new uint8 tensor (x is overwritten)."""
+    return x.add_(_ROUNDING).view(torch.int32).to(torch.uint8)
+
+
 def _runs(flat: Tensor, length: int) -> Tensor:
     """Every run of `length` consecutive elements of a contiguous 1-D tensor, as the rows of an
     overlapping view: row o is flat[o : o + length]."""
@@ -391,15 +403,15 @@ def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: st
         if not moving:
             return _shift_rows(x, k)[0]
         taps = _shift_rows(x, k, 2)
-        return _to_uint8(_interpolate(taps[0], taps[1], f.view(n, 1, h, 1)).round_())
+        return _round_to_uint8(_interpolate(taps[0], taps[1], f.view(n, 1, h, 1)))
     if not moving and bool((k == k[:, :1]).all()):
         return _shift_planes(x, k[:, 0])
     transposed = scratch("transposed", (n, c, w, h), x.dtype, x.device).copy_(x.transpose(2, 3))
     taps = _shift_rows(transposed, k, 2 if moving else 1)
-    out = _interpolate(taps[0], taps[1], f.view(n, 1, w, 1)).round_() if moving else taps[0]
-    result = scratch("int16", (n, c, h, w), torch.int16, x.device) if moving else torch.empty_like(x)
-    result.transpose(2, 3).copy_(out)  # back from the transposed layout (to int16 first, if blended)
-    return result.to(torch.uint8) if moving else result
+    out = _interpolate(taps[0], taps[1], f.view(n, 1, w, 1)).add_(_ROUNDING).view(torch.int32) if moving else taps[0]
+    result = torch.empty_like(x)
+    result.transpose(2, 3).copy_(out)  # back from the transposed layout (and rounded, see _ROUNDING)
+    return result
 
 
 def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, inverse: Tensor | None = None) -> Tensor:
@@ -414,7 +426,7 @@ def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, in
         grid = grid.index_select(0, inverse)
     out = torch.nn.functional.grid_sample(_as_float(x, "float0"), grid, mode=interpolation, align_corners=False,
                                           padding_mode="zeros" if padding == "zeros" else "reflection")
-    return _to_uint8(out.round_() if interpolation == "bilinear" else out)
+    return _round_to_uint8(out)
 
 
 @functools.lru_cache(maxsize=64)
