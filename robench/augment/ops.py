@@ -548,22 +548,22 @@ zoom.__doc__ = "F.affine(img, scale=s) about the centre (s > 1 enlarges)."
 
 def crop_flip(x: Tensor, top, left, flip=False, pad: int = 4) -> Tensor:
     """F.crop(F.pad(img, pad), top, left, H, W) (top, left in 0..2*pad), then F.horizontal_flip
-    where `flip`: the standard CIFAR augmentation. Every output row is a run of the padded image,
-    read forwards, or backwards (flipped) from the reversed copy that follows it."""
+    where `flip`: the standard CIFAR augmentation. Every output row is a run of the padded image;
+    the flipped images are then reversed along x (on CPU as whole rows, elsewhere by a select)."""
     n, c, h, w = x.shape
     top, left = _param(top, x, torch.long).view(n, 1, 1), _param(left, x, torch.long).view(n, 1, 1)
-    flip = _param(flip, x, torch.bool).view(n, 1, 1)
+    flip = _param(flip, x, torch.bool)
     hp, wp = h + 2 * pad, w + 2 * pad
-    both = scratch("crop", (2, n * c * hp * wp), x.dtype, x.device)
-    _pad(x, pad, pad, pad, pad, name="crop").view(-1)  # (fills both[0], the first half)
-    both[1].copy_(both[0].flip(0))
-    size = both.shape[1]
+    padded = _pad(x, pad, pad, pad, pad, name="crop").view(-1)
     planes = torch.arange(n * c, device=x.device).view(n, c, 1) * (hp * wp)
     start = planes + (top + torch.arange(h, device=x.device).view(1, 1, h)) * wp + left
-    # the reversed copy holds element q at 2 * size - 1 - q, so a run [q, q + w) reversed starts at
-    # 2 * size - q - w
-    start = torch.where(flip, 2 * size - start - w, start)
-    return _runs(both.view(-1), w).index_select(0, start.view(-1)).view(n, c, h, w)
+    out = _runs(padded, w).index_select(0, start.view(-1)).view(n, c, h, w)
+    if x.device.type != "cpu":
+        return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
+    flipped = flip.nonzero().view(-1)
+    if len(flipped):
+        put_rows(out, flipped, take_rows(out, flipped).flip(-1))
+    return out
 
 
 def crop(x: Tensor, top, left, pad: int = 4) -> Tensor:
