@@ -361,16 +361,37 @@ def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
     return [runs[:, t : t + w].view(n, c, h, w) for t in range(taps)]
 
 
-def _shift_planes(x: Tensor, k: Tensor) -> Tensor:
-    """Images moved down by whole rows: out[n, c, i, j] = x[n, c, i + k[n], j] (0 outside). Every
-    output plane is one run of the row-padded image."""
+def _shift_planes(x: Tensor, k: Tensor, rows: int | None = None) -> Tensor:
+    """Images moved up by whole rows: out[n, c, i, j] = x[n, c, i + k[n], j] (0 outside), for
+    i < rows (default H). Every output plane is one run of the row-padded image."""
     n, c, h, w = x.shape
-    k = k.long().clamp_(-h, h)
-    reach = int(k.abs().max())
-    padded = _pad(x, 0, 0, reach, reach)
-    planes = torch.arange(n * c, device=x.device).view(n, c) * (padded.shape[-2] * w)
-    start = (planes + ((k + reach) * w).view(n, 1)).view(-1)
-    return _runs(padded.view(-1), h * w).index_select(0, start).view(n, c, h, w)
+    rows = h if rows is None else rows
+    k = k.long().clamp_(-rows, h)  # further out, all zeros all the same
+    lo, hi = (int(v) for v in torch.aminmax(k))
+    top, bottom = max(-lo, 0), max(hi + rows - h, 0)
+    padded = _pad(x, 0, 0, top, bottom)
+    planes = _row_starts(n * c, padded.shape[-2] * w, x.device).view(n, c)
+    start = (planes + ((k + top) * w).view(n, 1)).view(-1)
+    return _runs(padded.view(-1), rows * w).index_select(0, start).view(n, c, rows, w)
+
+
+def _blend_columns(x: Tensor, k: Tensor, f: Tensor) -> Tensor:
+    """out[n, c, i, j] = (1 - f) x[n, c, i + k, j] + f x[n, c, i + k + 1, j] with k, f = k[n, j],
+    f[n, j] (0 outside), rounded half to even. Each image is first moved by its smallest k, as a
+    run of rows; the few remaining offsets r = k - min k (a shear is monotonic along x) are then
+    summed as row-shifted views weighted per column: for each pixel, (1 - f) v0 + f v1 plus
+    exact zeros, whatever the other images (so the result does not depend on the batch)."""
+    n, c, h, w = x.shape
+    base = k.amin(1)
+    r = k - base.view(n, 1)
+    reach = int(r.max()) + 1
+    src = _as_float(_shift_planes(x, base, h + reach), "float1")  # rows base .. base + h + reach - 1
+    offsets = torch.arange(reach + 1, dtype=r.dtype, device=x.device).view(-1, 1, 1)
+    weight = ((r == offsets) * (1 - f) + (r == offsets - 1) * f).view(reach + 1, n, 1, 1, w)
+    out = torch.mul(src[:, :, :h], weight[0], out=scratch("float0", (n, c, h, w), torch.float32, x.device))
+    for offset in range(1, reach + 1):
+        out.addcmul_(src[:, :, offset : offset + h], weight[offset])
+    return _round_to_uint8(out)
 
 
 def _interpolate(v0: Tensor, v1: Tensor, f: Tensor) -> Tensor:
@@ -390,8 +411,8 @@ def _one_axis(matrix: Tensor) -> str | None:
 def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: str) -> Tensor | None:
     """One-axis maps (a, b) (N,) each: along x row i moves by d_i = a y_i + b, along y column j
     by d_j = a x_j + b (see the resampling notes). Shifts of whole images along y are runs of
-    planes; y shears blend rows of the transposed images. None for nearest sampling of anything
-    but whole-pixel shifts."""
+    planes; y shears sum a few row-shifted views (`_blend_columns`). None for nearest sampling
+    of anything but whole-pixel shifts."""
     n, c, h, w = x.shape
     d = a.float().view(n, 1) * _centred(h if axis == "x" else w, x.device) + b.float().view(n, 1)
     k = d.floor()
@@ -406,12 +427,7 @@ def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: st
         return _round_to_uint8(_interpolate(taps[0], taps[1], f.view(n, 1, h, 1)))
     if not moving and bool((k == k[:, :1]).all()):
         return _shift_planes(x, k[:, 0])
-    transposed = scratch("transposed", (n, c, w, h), x.dtype, x.device).copy_(x.transpose(2, 3))
-    taps = _shift_rows(transposed, k, 2 if moving else 1)
-    out = _interpolate(taps[0], taps[1], f.view(n, 1, w, 1)).add_(_ROUNDING).view(torch.int32) if moving else taps[0]
-    result = torch.empty_like(x)
-    result.transpose(2, 3).copy_(out)  # back from the transposed layout (and rounded, see _ROUNDING)
-    return result
+    return _blend_columns(x, k, f)
 
 
 def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, inverse: Tensor | None = None) -> Tensor:
