@@ -175,3 +175,19 @@ def test_run_slots_gives_each_image_its_own_op(images):
 def test_run_slots_without_ops_returns_input(images):
     op = torch.full((N, 3), -1)
     assert torch.equal(ops.run_slots(images, op, torch.zeros(N, 3), ["rotate"]), images)
+
+
+def test_row_copies_keep_every_byte():
+    """take_rows/put_rows move images as wide elements (complex128 when the row allows): any
+    byte pattern, including ones that read as signalling NaNs, must come through unchanged."""
+    g = torch.Generator().manual_seed(3)
+    for shape in [(12, 3, 32, 32), (12, 3, 40, 36), (12, 3, 5, 7)]:
+        x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        nan = torch.tensor([1, 0, 0, 0, 0, 0, 0xF0, 0x7F] * 2 + [0xFF] * 16, dtype=torch.uint8)
+        x.view(len(x), -1)[:, : len(nan)] = nan  # a signalling NaN, then quiet ones, at the row start
+        index = torch.randperm(len(x), generator=g)[:7]
+        taken = ops.take_rows(x, index)
+        assert torch.equal(taken, x[index])
+        out = torch.zeros_like(x)
+        ops.put_rows(out, index, taken)
+        assert torch.equal(out[index], x[index]) and int(out.sum()) == int(x[index].to(torch.int64).sum())
