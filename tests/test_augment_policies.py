@@ -336,3 +336,15 @@ def test_augmix_views_for_the_jsd_loss():
     fixed = make_policy("augmix", depth=2, width=1)
     _, d = fixed(x, generator=g, return_params=True)
     assert bool((d["depth"] == 2).all()) and bool((d["ops"] >= 0).all())
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_outputs_are_ordinary_tensors(name):
+    """Work done in inference mode inside the ops must not leak: the output (and the recorded
+    draws) can be modified in place and fed to a model that trains."""
+    out, d = make_policy(name)(batch(), generator=gen(18), return_params=True)
+    assert not out.is_inference() and not any(v.is_inference() for v in d.values() if isinstance(v, torch.Tensor))
+    weight = torch.ones(2, 3, 3, 3, requires_grad=True)
+    torch.nn.functional.conv2d(out.float(), weight).sum().backward()
+    assert weight.grad is not None
+    out.add_(0)  # in place, outside inference mode
