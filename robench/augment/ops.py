@@ -437,16 +437,26 @@ def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: st
 def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, inverse: Tensor | None = None) -> Tensor:
     """grid_sample of the float images, image i with matrix[i], or matrix[inverse[i]] if given
     (then the grid of each distinct matrix is computed once: the same float ops, the same values).
-    Reflect padding is grid_sample's "reflection", which with align_corners=False is symmetric."""
+    Reflect padding is grid_sample's "reflection", which with align_corners=False is symmetric.
+    On CPU the batch goes in pieces of ~1 MiB of float output: grid_sample has no out=, and
+    larger fresh blocks are mapped and page-faulted in afresh on every call (see `scratch`)."""
     n, c, h, w = x.shape
-    m = matrix.float()  # (M, 2, 3): row 0 gives the source x, row 1 the source y
     xs, ys, scale = _grid_constants(h, w, x.device)
-    grid = (m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]).mul_(scale).transpose(1, 2).view(-1, h, w, 2)
-    if inverse is not None:
-        grid = grid.index_select(0, inverse)
-    out = torch.nn.functional.grid_sample(_as_float(x, "float0"), grid, mode=interpolation, align_corners=False,
-                                          padding_mode="zeros" if padding == "zeros" else "reflection")
-    return _round_to_uint8(out)
+
+    def grid(m: Tensor) -> Tensor:  # (M, 2, 3): row 0 gives the source x, row 1 the source y
+        m = m.float()
+        return (m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]).mul_(scale).transpose(1, 2).view(-1, h, w, 2)
+
+    grids = grid(matrix) if inverse is not None else None  # one per distinct matrix
+    source, mode = _as_float(x, "float0"), "zeros" if padding == "zeros" else "reflection"
+    out = torch.empty_like(x)
+    step = max(1, (1 << 20) // (4 * x[0].numel())) if x.device.type == "cpu" else n
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        g = grid(matrix[a:b]) if inverse is None else grids.index_select(0, inverse[a:b])
+        part = torch.nn.functional.grid_sample(source[a:b], g, interpolation, mode, align_corners=False)
+        out[a:b].copy_(part.add_(_ROUNDING).view(torch.int32))  # rounded, see _ROUNDING
+    return out
 
 
 @functools.lru_cache(maxsize=64)
