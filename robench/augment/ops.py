@@ -157,14 +157,11 @@ def solarize(x: Tensor, threshold) -> Tensor:
 
 
 def _lut_index(x: Tensor, per_channel: bool = True) -> Tensor:
-    """Flat int32 positions of x's values in a stacked table of 256 entries per image (and
-    channel), in scratch buffer "lut_index"."""
+    """Flat int32 positions of x's values in a stacked table of 256 entries per image (and channel)."""
     n, c = x.shape[:2]
     rows = n * c if per_channel else n
     offsets = torch.arange(0, rows * 256, 256, dtype=torch.int32, device=x.device).view(rows, 1)
-    flat = x.reshape(rows, -1)
-    index = scratch("lut_index", flat.shape, torch.int32, x.device).copy_(flat)
-    return index.add_(offsets).view(-1)  # (in place: a broadcast add is 4x slower)
+    return x.reshape(rows, -1).int().add_(offsets).view(-1)  # (in place: a broadcast add is 4x slower)
 
 
 def _apply_lut(x: Tensor, lut: Tensor, index: Tensor | None = None) -> Tensor:
