@@ -63,7 +63,11 @@ def scratch(name: str, shape, dtype: torch.dtype, device: torch.device) -> Tenso
     if buffer is None or buffer.numel() < numel:
         with torch.inference_mode(False):  # (a normal tensor, usable in and out of inference mode)
             buffer = _SCRATCH.buffers[(name, dtype)] = torch.empty(numel, dtype=dtype)
-    return buffer[:numel].view(shape)
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return buffer.as_strided(shape, strides[::-1])  # (the buffer's start, contiguous: one call)
 
 
 def _as_float(x: Tensor, name: str) -> Tensor:
@@ -337,7 +341,7 @@ def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: 
     n, c, h, w = x.shape
     out = scratch(name, (n, c, h + top + bottom, w + left + right), x.dtype, x.device)
     out.zero_()  # (a memset; zeroing only the borders is several times slower)
-    out[:, :, top : top + h, left : left + w].copy_(x)
+    (out.narrow(2, top, h) if top or bottom else out).narrow(3, left, w).copy_(x)
     return out
 
 
@@ -353,8 +357,10 @@ def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
     the image), for t < taps <= 2; k is (N, H) whole numbers (float). Every output row is one run
     of the zero-padded row. With one tap the result is a new tensor, with two they are scratch."""
     n, c, h, w = x.shape
-    k = k.clamp(-w - 1, w + 1)  # further out, both taps read zeros all the same
     lo, hi = (int(v) for v in torch.aminmax(k))
+    if lo < -w - 1 or hi > w + 1:  # further out, both taps read zeros all the same
+        k = k.clamp(-w - 1, w + 1)
+        lo, hi = max(lo, -w - 1), min(hi, w + 1)
     left, right = max(-lo, 0), max(hi, 0) + taps - 1
     padded = _pad(x, left, right)
     wp = w + left + right
@@ -706,7 +712,8 @@ def run_slots(
             continue
         if out is None:
             out = x.clone(memory_format=torch.contiguous_format)  # the caller's images stay as they are
-        rows = _row_view(out)
+        rows = _row_view(out)  # whole images as wide elements, for the copies back
+        images = out.view(n, -1)  # and as bytes, for the copies out (as fast, and one view less)
         order = torch.argsort(op[:, slot])
         slot_param = param[:, slot].index_select(0, order)
         start = sizes[0]
@@ -716,10 +723,10 @@ def run_slots(
             for kernel, size in zip(kernels, sizes[1:]):
                 if size and kernel is not None:
                     index = order[start : start + size]
-                    group = scratch("group", (size, rows.shape[1]), rows.dtype, x.device)
-                    group = torch.index_select(rows, 0, index, out=group).view(x.dtype).view(size, *shape)
-                    result = kernel(group, slot_param[start : start + size]).contiguous()
-                    rows.index_copy_(0, index, _row_view(result))
+                    group = scratch("group", (size, *shape), x.dtype, x.device)
+                    torch.index_select(images, 0, index, out=group.view(size, -1))
+                    result = kernel(group, slot_param[start : start + size])
+                    rows.index_copy_(0, index, result.reshape(size, -1).view(rows.dtype))
                 start += size
     return x if out is None else out
 
