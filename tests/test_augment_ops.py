@@ -191,3 +191,59 @@ def test_row_copies_keep_every_byte():
         out = torch.zeros_like(x)
         ops.put_rows(out, index, taken)
         assert torch.equal(out[index], x[index]) and int(out.sum()) == int(x[index].to(torch.int64).sum())
+
+
+def test_run_slots_bilinear_equals_affine_image_by_image(images):
+    """The grouped kernels (a grid per distinct angle, row runs and blends for one-axis maps)
+    give exactly what `affine` gives one image at a time, whatever else is in the batch."""
+    g = torch.Generator().manual_seed(4)
+    names = ["rotate", "shear_x", "shear_y", "translate_x", "translate_y", "zoom"]
+    op = torch.arange(N) % len(names)
+    param = torch.stack([
+        torch.randint(-9, 10, (N,), generator=g).double(),  # whole degrees, repeated: one grid each
+        (torch.rand(N, generator=g).double() * 2 - 1) * 0.99,  # shears, up to ~40 px of y reach
+        (torch.rand(N, generator=g).double() * 2 - 1) * 0.99,
+        torch.randint(-12, 13, (N,), generator=g).double() + (torch.arange(N) % 2) * 0.5,  # whole and half
+        torch.randint(-12, 13, (N,), generator=g).double() + (torch.arange(N) % 3 == 0) * 0.25,
+        0.8 + 0.4 * torch.rand(N, generator=g).double(),
+    ]).t().gather(1, op.view(N, 1)).view(N)
+    ours = ops.run_slots(images, op, param, names, "bilinear")
+    for i in range(N):
+        matrix = ops.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
+        assert torch.equal(ours[i], ops.affine(images[i : i + 1], matrix, "bilinear")[0]), (i, names[int(op[i])])
+
+
+def test_one_axis_maps_are_detected():
+    m = torch.tensor([0.3, -0.05], dtype=torch.float64)
+    assert ops._one_axis(ops.shear_x_matrix(m, H, W)) == "x" and ops._one_axis(ops.translate_y_matrix(m, H, W)) == "y"
+    assert ops._one_axis(ops.rotate_matrix(torch.tensor([5.0, 0.0], dtype=torch.float64), H, W)) is None
+    x = torch.randint(0, 256, (2, 3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    for axis, fn in (("x", ops.shear_x_matrix), ("y", ops.shear_y_matrix)):
+        assert torch.equal(ops.affine(x, fn(m, H, W), "bilinear"), ops.affine(x, fn(m, H, W), "bilinear", axis=axis))
+
+
+def test_bilinear_reflect_padding_is_symmetric():
+    x = torch.arange(4, dtype=torch.uint8).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous() * 10
+    shifted = ops.affine(x, ops.translate_x_matrix(torch.tensor([3.0]), 1, 4), "bilinear", "reflect")
+    assert shifted[0, 0, 0].tolist() == [20, 10, 0, 0]  # (c b a | a b c d)
+
+
+def test_results_are_never_scratch_buffers(images):
+    """Ops reuse scratch buffers between calls; what they return must not be one of them."""
+    x = images[:8]
+    calls = [
+        lambda p: ops.rotate(x, p * 3.0, "bilinear"),
+        lambda p: ops.shear_x(x, p * 0.1, "bilinear"),
+        lambda p: ops.shear_y(x, p * 0.1, "bilinear"),
+        lambda p: ops.translate_x(x, p * 2.0),
+        lambda p: ops.translate_y(x, p * 2.0),
+        lambda p: ops.autocontrast(ops.posterize(x, 8 - p)),
+        lambda p: ops.equalize(ops.solarize(x, 200 - 40 * p)),
+        lambda p: ops.crop_flip(x, p + 1, 7 - p, p % 2 == 0),
+        lambda p: ops.run_slots(x, torch.zeros(8, dtype=torch.long), torch.full((8,), p * 4.0), ["rotate"], "bilinear"),
+    ]
+    for call in calls:
+        first = call(1)
+        kept = first.clone()
+        call(2)  # (the same buffers, other values)
+        assert torch.equal(first, kept)

@@ -105,11 +105,9 @@ def _row_view(x: Tensor) -> Tensor:
     return flat
 
 
-def take_rows(x: Tensor, index: Tensor, into: str | None = None) -> Tensor:
-    """x[index] along dim 0, copied as whole rows (into scratch buffer `into` if given)."""
-    rows = _row_view(x.contiguous())
-    out = None if into is None else scratch(into, (len(index), rows.shape[1]), rows.dtype, x.device)
-    return torch.index_select(rows, 0, index, out=out).view(x.dtype).view(-1, *x.shape[1:])
+def take_rows(x: Tensor, index: Tensor) -> Tensor:
+    """x[index] along dim 0, copied as whole rows."""
+    return _row_view(x.contiguous()).index_select(0, index).view(x.dtype).view(-1, *x.shape[1:])
 
 
 def put_rows(out: Tensor, index: Tensor, values: Tensor) -> None:
@@ -295,15 +293,20 @@ def sharpness(x: Tensor, factor) -> Tensor:
 # its `_get_inverse_affine_matrix` values can be compared directly.
 #
 # General maps are resampled with grid_sample on the float image, as torchvision's F.affine and
-# F.rotate do (align_corners=False, grid = source position * 2 / size), rounded half to even.
-# Maps that move pixels along one axis only, [[1, a, b], [0, 1, 0]] (x: shears and shifts along
-# x) and [[1, 0, 0], [a, 1, b]] (y), are resampled as runs: output row i is row i of the source
-# moved by its own displacement d_i = a * y_i + b (columns likewise), copied with one index_select
-# on an overlapping view of all runs of the zero-padded rows (`_runs`), several times faster than
-# a gather; a fractional d blends two runs, v0 + f (v1 - v0) in float32 (each step separately
-# rounded, no FMA), rounded half to even. `affine` always sends one-axis maps this way, so a
-# shear gives the same result however it is called. Whole-pixel shifts are exact copies with
-# either interpolation.
+# F.rotate do (align_corners=False, grid = source position * 2 / size), rounded half to even;
+# policies draw few distinct maps (AugMix: whole degrees), so the grid of each distinct parameter
+# is computed once (`_distinct`). Maps that move pixels along one axis only, [[1, a, b],
+# [0, 1, 0]] (x: shears and shifts along x) and [[1, 0, 0], [a, 1, b]] (y), are resampled as
+# runs: output row i is row i of the source moved by its own displacement d_i = a * y_i + b,
+# copied with one index_select on an overlapping view of all runs of the zero-padded rows
+# (`_runs`), several times faster than a gather; a fractional d blends two runs,
+# v0 + f (v1 - v0) in float32, each step separately rounded. Along y, column j moves by
+# d_j = a * x_j + b: every image is first moved by its smallest whole shift (runs of planes),
+# then the few remaining row offsets are summed as shifted views weighted per column,
+# (1 - f) v0 + f v1 (`_blend_columns`). `affine` always sends one-axis maps this way, so a shear
+# gives the same result however it is called, and whole-pixel shifts are exact copies with
+# either interpolation. Either way results are rounded half to even, and agree with
+# torchvision's within 1 level on rare pixels.
 
 
 @functools.lru_cache(maxsize=64)
