@@ -247,3 +247,22 @@ def test_results_are_never_scratch_buffers(images):
         kept = first.clone()
         call(2)  # (the same buffers, other values)
         assert torch.equal(first, kept)
+
+
+def test_sync_free_paths_equal_affine_image_by_image(images, monkeypatch):
+    """On other devices run_slots resamples everything with grid_sample: still the same values
+    as `affine` one image at a time, and the same equalize and crop_flip as on CPU."""
+    expected_equalize, g = ops.equalize(images), torch.Generator().manual_seed(6)
+    top, left, flip = torch.randint(0, 9, (N,), generator=g), torch.randint(0, 9, (N,), generator=g), torch.rand(N, generator=g) < 0.5
+    expected_crop = ops.crop_flip(images, top, left, flip)
+    monkeypatch.setattr(ops, "_host", lambda t: False)
+    assert torch.equal(ops.equalize(images), expected_equalize)
+    assert torch.equal(ops.crop_flip(images, top, left, flip), expected_crop)
+    names = ["rotate", "shear_x", "shear_y", "translate_x"]
+    op = torch.arange(N) % len(names)
+    param = torch.where(op == 0, (torch.arange(N) % 7 - 3).double() * 4, (torch.arange(N) % 5 - 2).double() * 0.07)
+    param = torch.where(op == 3, (torch.arange(N) % 5 - 2).double() * 3, param)
+    ours = ops.run_slots(images, op, param, names, "bilinear")
+    for i in range(N):
+        matrix = ops.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
+        assert torch.equal(ours[i], ops.affine(images[i : i + 1], matrix, "bilinear")[0]), i

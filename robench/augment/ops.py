@@ -40,6 +40,13 @@ from torch import Tensor
 # ----------------------------------------------------------------------------- helpers
 
 
+def _host(t: Tensor | torch.device) -> bool:
+    """Whether t lives on the CPU, where device syncs are free: the CPU paths may size their work
+    from the data (group sizes, shift extents, distinct values); other devices take sync-free
+    paths. (Tests patch this to run the other paths on CPU.)"""
+    return (t if isinstance(t, torch.device) else t.device).type == "cpu"
+
+
 class _Scratch(threading.local):
     def __init__(self) -> None:
         self.buffers: dict[tuple[str, torch.dtype], Tensor] = {}
@@ -56,7 +63,7 @@ def scratch(name: str, shape, dtype: torch.dtype, device: torch.device) -> Tenso
     Why: glibc gives freed memory at the top of the heap back to the OS once it exceeds a
     threshold, and a batch's temporaries easily do; every call then page-faults its temporaries
     in afresh, at ~2 us per 4 KiB page, which cost more than the ops themselves."""
-    if device.type != "cpu":
+    if not _host(device):
         return torch.empty(shape, dtype=dtype, device=device)
     numel = math.prod(shape)
     buffer = _SCRATCH.buffers.get((name, dtype))
@@ -192,7 +199,7 @@ def equalize(x: Tensor, _=None) -> Tensor:
     """
     n, c, h, w = x.shape
     index = _lut_index(x)  # also the histogram bins, one range of 256 per image and channel
-    if x.device.type == "cpu":  # bincount is the fastest CPU histogram
+    if _host(x):  # bincount is the fastest CPU histogram (elsewhere it syncs)
         hist = torch.bincount(index, minlength=n * c * 256)
     else:  # scatter_add avoids bincount's device sync
         hist = torch.zeros(n * c * 256, dtype=torch.long, device=x.device)
@@ -205,7 +212,7 @@ def equalize(x: Tensor, _=None) -> Tensor:
     step = torch.div(h * w - top_count, 255, rounding_mode="floor").float()
     hist = hist.float()
     lut = hist.cumsum(1).sub_(hist).add_(step.div(2).floor_()).div_(step.clamp(min=1)).floor_().clamp_(max=255)
-    if x.device.type != "cpu" or bool((step == 0).any()):  # such channels are left unchanged
+    if not _host(x) or bool((step == 0).any()):  # such channels are left unchanged
         lut = torch.where(step > 0, lut, torch.arange(256, dtype=torch.float32, device=x.device))
     return _apply_lut(x, lut.to(torch.uint8), index)
 
@@ -459,7 +466,7 @@ def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, in
     grids = grid(matrix) if inverse is not None else None  # one per distinct matrix
     source, mode = _as_float(x, "float0"), "zeros" if padding == "zeros" else "reflection"
     out = torch.empty_like(x)
-    step = max(1, (1 << 20) // (4 * x[0].numel())) if x.device.type == "cpu" else n
+    step = max(1, (1 << 20) // (4 * x[0].numel())) if _host(x) else n
     for a in range(0, n, step):
         b = min(a + step, n)
         g = grid(matrix[a:b]) if inverse is None else grids.index_select(0, inverse[a:b])
@@ -480,7 +487,7 @@ def _grid_constants(h: int, w: int, device: torch.device) -> tuple[Tensor, Tenso
 def _distinct(p: Tensor) -> tuple[Tensor, Tensor | None]:
     """The distinct values of a per-image parameter and each image's index among them (on CPU,
     where the sync is free; elsewhere the values themselves and None)."""
-    if p.device.type != "cpu":
+    if not _host(p):
         return p, None
     return torch.unique(p, return_inverse=True)
 
@@ -493,22 +500,25 @@ def affine(
     interpolation: "nearest" (round half to even, like grid_sample) or "bilinear" (rounded to
     uint8 like torchvision); padding: "zeros" (torchvision's fill=None) or "reflect" (Keras',
     symmetric: d c b a | a b c d). axis="x" (or "y") promises that every matrix moves pixels
-    along that axis only (see the resampling notes), which is otherwise checked for (on CPU).
+    along that axis only (see the resampling notes), which is otherwise checked for. On other
+    devices than the CPU everything goes through grid_sample, without device syncs (results
+    may then differ from the CPU's by 1 level on rare pixels).
     """
     if interpolation not in ("nearest", "bilinear"):
         raise ValueError(f"unknown interpolation {interpolation!r}")
     matrix = matrix.to(x.device)
     if x.shape[0] == 0:
         return x.clone()
-    if padding == "zeros" and axis is None and x.device.type == "cpu":
-        axis = _one_axis(matrix)
-    if padding == "zeros" and axis is not None:
+    if padding == "zeros" and _host(x):
+        axis = axis or _one_axis(matrix)
+    else:
+        axis = None
+    if axis is not None:
         ab = (matrix[:, 0, 1], matrix[:, 0, 2]) if axis == "x" else (matrix[:, 1, 0], matrix[:, 1, 2])
         out = _resample_axis(x, *ab, axis, interpolation)
         if out is not None:
             return out
     return _grid_sample(x, matrix, interpolation, padding)
-
 
 
 def _matrix(a, b, c, d, e, f) -> Tensor:
@@ -598,7 +608,7 @@ def crop_flip(x: Tensor, top, left, flip=False, pad: int = 4) -> Tensor:
     planes = torch.arange(n * c, device=x.device).view(n, c, 1) * (hp * wp)
     start = planes + (top + torch.arange(h, device=x.device).view(1, 1, h)) * wp + left
     out = _runs(padded, w).index_select(0, start.view(-1)).view(n, c, h, w)
-    if x.device.type != "cpu":
+    if not _host(x):
         return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
     flipped = flip.nonzero().view(-1)
     if len(flipped):
@@ -672,7 +682,8 @@ def _kernel(spec: Op, interpolation: str, padding: str) -> Callable[[Tensor, Ten
 
     def resample(x: Tensor, p: Tensor) -> Tensor:
         h, w = x.shape[-2:]
-        if spec.shift is not None and padding == "zeros":
+        # (row runs size their padding from the shifts: a device sync, so on CPU only)
+        if spec.shift is not None and padding == "zeros" and _host(x):
             out = _resample_axis(x, *spec.shift(p, h, w), spec.axis, interpolation)
             if out is not None:
                 return out
