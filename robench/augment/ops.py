@@ -23,7 +23,9 @@ on the images that drew it. Nothing loops over images in Python.
 
 On CPU the large temporaries live in per-thread scratch buffers reused from call to call (see
 `scratch`): freshly allocated, they were returned to the OS and faulted in again on every call,
-which cost more than the arithmetic.
+which cost more than the arithmetic. The CPU paths size their work from the data (group sizes,
+shift extents, distinct values); on other devices the ops take paths without device syncs,
+except run_slots' one per slot (see `_host`).
 """
 
 from __future__ import annotations
@@ -355,11 +357,18 @@ def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: 
     return out
 
 
-@functools.lru_cache(maxsize=64)
+_STARTS: dict[tuple[int, torch.device], Tensor] = {}
+
+
 def _row_starts(rows: int, stride: int, device: torch.device) -> Tensor:
-    """0, stride, 2 stride, ... (rows of them), int64 (cached: never modify)."""
-    with torch.inference_mode(False):
-        return torch.arange(0, rows * stride, stride, device=device)
+    """0, stride, 2 stride, ... (rows of them), int64: a slice of a cached range (never modify)."""
+    starts = _STARTS.get((stride, device))
+    if starts is None or len(starts) < rows:
+        if len(_STARTS) > 64:
+            _STARTS.clear()
+        with torch.inference_mode(False):  # (cached tensors are normal ones, see run_slots)
+            starts = _STARTS[(stride, device)] = torch.arange(0, 2 * rows * stride, stride, device=device)
+    return starts[:rows]
 
 
 def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
