@@ -44,6 +44,11 @@ def _randint(low: int, high: int, shape, gen, device) -> Tensor:
     return torch.randint(low, high, shape, generator=gen, device=device)
 
 
+def _take(table: Tensor, index: Tensor) -> Tensor:
+    """table[index] for a 1-D table (index_select: advanced indexing is several times slower)."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
+
+
 def _gamma(alpha: float, shape, gen, device) -> Tensor:
     if alpha == 1:  # Gamma(1) is Exp(1), drawn several times faster (AugMix's default alpha)
         return torch.empty(shape, dtype=_real(device), device=device).exponential_(generator=gen)
@@ -348,7 +353,7 @@ class RandAugment(_SpacePolicy):
         pos, neg = pos[:, c["magnitude"]], neg[:, c["magnitude"]]
         op = _randint(0, len(self.space), (n, c["num_ops"]), gen, dev)
         negative = _rand((n, c["num_ops"]), gen, dev) <= 0.5  # used by signed ops only
-        param = torch.where(negative, neg[op], pos[op])
+        param = torch.where(negative, _take(neg, op), _take(pos, op))
         draws.update(ops=op, negative=negative, params=param, op_names=self.op_names)
         return ops.run_slots(x, op, param, self.op_names, c["interpolation"])
 
@@ -373,7 +378,8 @@ class TrivialAugment(_SpacePolicy):
         op = _randint(0, len(self.space), (n,), gen, dev)
         level = _randint(0, bins, (n,), gen, dev)
         negative = _rand((n,), gen, dev) <= 0.5
-        param = torch.where(negative, neg[op, level], pos[op, level])
+        index = op * bins + level
+        param = torch.where(negative, _take(neg.view(-1), index), _take(pos.view(-1), index))
         draws.update(ops=op, bins=level, negative=negative, params=param, op_names=self.op_names)
         return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
 
@@ -406,10 +412,10 @@ class AutoAugment(_SpacePolicy):
         n, dev = x.shape[0], x.device
         op_table, prob, pos, neg = self._subpolicy_tables(x)
         sub = _randint(0, len(AUTOAUGMENT_CIFAR10), (n,), gen, dev)
-        applied = _rand((n, 2), gen, dev) <= prob[sub]  # torchvision: apply if rand <= p
+        applied = _rand((n, 2), gen, dev) <= prob.index_select(0, sub)  # torchvision: apply if rand <= p
         negative = _rand((n, 2), gen, dev) <= 0.5
-        op = torch.where(applied, op_table[sub], -1)
-        param = torch.where(negative, neg[sub], pos[sub])
+        op = torch.where(applied, op_table.index_select(0, sub), -1)
+        param = torch.where(negative, neg.index_select(0, sub), pos.index_select(0, sub))
         draws.update(subpolicy=sub, applied=applied, negative=negative, ops=op, params=param,
                      op_names=self.op_names)
         return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
@@ -493,8 +499,8 @@ class AugMix(Policy):
         cache = self.__dict__.setdefault("_tables", {})
         if key not in cache:
             cache[key] = augmix_tables(table, h, w, dev)
-        index = op.clamp(min=0).view(-1)  # (index_select: advanced indexing is 10x slower here)
-        scale, truncated, random_sign, fixed_sign, offset = (t.index_select(0, index).view(op.shape) for t in cache[key])
+        index = op.clamp(min=0)
+        scale, truncated, random_sign, fixed_sign, offset = (_take(t, index) for t in cache[key])
         v = level * scale / 10
         param = offset + torch.where(random_sign, sign, fixed_sign) * torch.where(truncated, v.trunc(), v)
         weights = dirichlet(c["alpha"], (n, width), gen, dev)
@@ -506,7 +512,7 @@ class AugMix(Policy):
         # applies each chain's s-th op. Rotations and translations by 0 (low levels) are skipped,
         # as they change nothing.
         moves = torch.tensor([name in ("rotate", "translate_x", "translate_y") for name in names], device=dev)
-        still = moves.index_select(0, index).view(op.shape) & (param == 0)  # (isin is 50x slower)
+        still = _take(moves, index) & (param == 0)  # (isin is 50x slower)
         run = torch.where(still, -1, op)
         chains = ops.scratch("augmix", (width, n, 3, h, w), torch.uint8, dev)
         chains.copy_(x.unsqueeze(0).expand(width, n, 3, h, w))
