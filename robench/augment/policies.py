@@ -532,7 +532,7 @@ class AugMix(Policy):
         k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
         k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
         out = torch.empty(x.shape, dtype=torch.float32, device=dev).copy_(x).mul_(k0)
-        term = ops.scratch("augmix_term", x.shape, torch.float32, dev)
+        term = ops.scratch("float0", x.shape, torch.float32, dev)  # (free again once run_slots is done)
         for i in range(width):
             out.addcmul_(term.copy_(chains[i]), k[i])
         return out
