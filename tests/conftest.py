@@ -17,6 +17,15 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of small-tensor tests: one torch thread avoids thread hand-offs on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path_factory, monkeypatch):
     """Never touch the user's ~/.cache/robench from a test."""

@@ -16,12 +16,7 @@ N, H, W = 96, 40, 36  # odd, non-square size on purpose
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small tensors: avoid thread hand-offs on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors
 
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:

@@ -12,12 +12,7 @@ from robench.errors import RobenchError
 N, K, H, W = 20, 20, 40, 36
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: avoid thread hand-offs on a busy machine
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors
 
 
 def coded_batch() -> tuple[torch.Tensor, torch.Tensor]:
