@@ -32,6 +32,7 @@ bench: venv
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/corruptions.py
 	$(BIN)/python benchmarks/augment.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
