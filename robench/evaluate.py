@@ -23,7 +23,8 @@ from robench.data import csets, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.progress import progress_bar
-from robench.runs import EVAL_DIR, atomic_write_csv, device_name, load_model, read_config, resolve_device, write_json
+from robench.runs import (EVAL_DIR, atomic_write_csv, autocast, device_name, load_model, read_config, resolve_device,
+                          write_json)
 
 CHUNK = 500  # images per independently seeded corruption chunk; batch sizes are rounded to a multiple
 FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed"]
@@ -93,8 +94,6 @@ def generated_batches(images: torch.Tensor, corruption: str, severity: int, seed
 @torch.no_grad()
 def count_correct(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device) -> int:
     """Top-1 correct predictions of `model` over uint8 images, in batches moved to `device`."""
-    from robench.train import autocast
-
     correct = 0
     for start in range(0, images.shape[0], batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True)

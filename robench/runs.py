@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -100,6 +101,13 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RobenchError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
     return torch.device(name)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; plain float32 on the CPU (bf16 CPU kernels are slower there)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import time
@@ -22,8 +21,8 @@ from robench.evaluate import count_correct
 from robench.models import MODELS, build_model
 from robench.optim import cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.runs import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_torch_save, atomic_write_csv, atomic_write_text,
-                          device_name, load_model, resolve_device, versions, write_json)
+from robench.runs import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_torch_save, atomic_write_csv,
+                          atomic_write_text, autocast, device_name, load_model, resolve_device, versions, write_json)
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
 
@@ -36,13 +35,6 @@ def default_run_name(cfg: TrainConfig) -> str:
         parts.append("jsd")
     parts += [cfg.dataset, f"s{cfg.seed}"]
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; plain float32 on the CPU (bf16 CPU kernels are slower there)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def load_data(cfg: TrainConfig, train: bool):

@@ -58,7 +58,7 @@ def dataset_info(name: str) -> DatasetInfo:
         if len(name) <= 3:
             raise RobenchError("hf: needs a dataset id, e.g. --dataset hf:uoft-cs/cifar10")
         return DatasetInfo(name, "Hugging Face dataset", "hf")
-    if name not in DATASETS or name.startswith("hf:"):
+    if name not in DATASETS:
         raise unknown_name("dataset", name, [n for n in DATASETS])
     return DATASETS[name]
 
