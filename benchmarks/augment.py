@@ -32,6 +32,8 @@ from robench.augment import POLICIES, make_policy
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cifar10c" / "inputs.npy"
 TARGETS = {"augmix": 20.0, "randaugment": 10.0, "autoaugment": 10.0, "trivialaugment": 10.0}
+# What the trainer asks for: AugMix's float mix as it is (a uint8 output would add a rounding pass).
+OUTPUT = {"augmix": torch.float32}
 NOTES = {"augmix": "torchvision AugMix differs (one shared chain per call, all_ops=True, uint8 output); "
                    "robench follows the official code (per-image chains, 9 ops, float output)"}
 
@@ -105,12 +107,12 @@ def main() -> None:
             reference = torchvision_pipeline(name, args.size)
             torch.manual_seed(0)
             for _ in range(2):  # warm-up
-                policy(images, generator=gen)
+                policy(images, generator=gen, dtype=OUTPUT.get(name))
                 if reference is not None:
                     [reference(img) for img in per_image]
             ours, theirs = [], []
             for _ in range(args.repeats):
-                ours.append(timed(lambda: policy(images, generator=gen), torch.device("cpu")))
+                ours.append(timed(lambda: policy(images, generator=gen, dtype=OUTPUT.get(name)), torch.device("cpu")))
                 if reference is not None:
                     theirs.append(timed(lambda: [reference(img) for img in per_image], torch.device("cpu")))
             row = {
@@ -139,8 +141,8 @@ def main() -> None:
             for name in names:
                 policy, gen = make_policy(name), torch.Generator(device).manual_seed(0)
                 for _ in range(3):  # warm-up (kernels, caches)
-                    policy(images, generator=gen)
-                times = [timed(lambda: policy(images, generator=gen), device)[0] for _ in range(args.repeats)]
+                    policy(images, generator=gen, dtype=OUTPUT.get(name))
+                times = [timed(lambda: policy(images, generator=gen, dtype=OUTPUT.get(name)), device)[0] for _ in range(args.repeats)]
                 print(json.dumps({
                     "bench": "augment", "policy": name, "device": "cuda",
                     "device_name": torch.cuda.get_device_name(device), "batch": batch, "size": args.size,

@@ -1,59 +1,72 @@
 """Run configuration: dataclass defaults < YAML file (--config) < explicit CLI flags.
 
-The fully resolved config is what a run folder's config.yaml holds, so a run can be repeated with
-`robench train --config results/<run>/config.yaml`.
+Each option's default and help text are written once, here, in the dataclass; the CLI's flags
+are generated from them (robench.cli). The fully resolved config is what a run folder's
+config.yaml holds, so a run can be repeated with `robench train --config results/<run>/config.yaml`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_severities
 from robench.errors import RobenchError
+
+
+def option(default: Any, help: str, flag: str | None = None):
+    """A config field with its CLI help; `flag` names a repeatable KEY=VALUE flag for dict fields."""
+    metadata = {"help": help, "flag": flag}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "cifar10"
-    model: str = "resnet18"
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float | None = None  # None: the optimizer's default (sgd 0.1, adamw/adabound 1e-3)
-    min_lr: float = 0.0
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.0
-    policy: str = "standard"
-    policy_params: dict[str, Any] = field(default_factory=dict)
-    mix: str = "none"
-    mix_params: dict[str, Any] = field(default_factory=dict)
-    jsd: bool = False
-    jsd_lambda: float = 12.0
-    teacher: str | None = None  # a run folder or a checkpoint.pt
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.9
-    seed: int = 0
-    device: str = "auto"
-    compile: bool = False
-    name: str | None = None
-    out_dir: str = "results"
-    data_dir: str | None = None
-    train_limit: int | None = None  # use only the first N training images (quick experiments, tests)
-    test_limit: int | None = None
-    image_column: str | None = None
-    label_column: str | None = None
-    image_size: int | None = None
+    dataset: str = option("cifar10", "cifar10 | cifar100 | shapes10 | fashion-mnist | mnist | hf:<repo-id> "
+                                     "(see robench list datasets).")
+    model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn (see robench list models).")
+    epochs: int = option(30, "Training epochs.")
+    batch_size: int = option(128, "Images per step.")
+    optimizer: str = option("sgd", "sgd (Nesterov 0.9) | adamw | adabound (see robench list optimizers).")
+    lr: float | None = option(None, "Peak learning rate, cosine-annealed per batch. [default: the optimizer's, "
+                                    "0.1 for sgd, 1e-3 otherwise]")
+    min_lr: float = option(0.0, "Learning rate at the end of the cosine.")
+    weight_decay: float = option(5e-4, "Weight decay.")
+    label_smoothing: float = option(0.0, "Label smoothing epsilon, e.g. 0.1.")
+    policy: str = option("standard", "Augmentation policy: none | standard | simple | cutout | randaugment | "
+                                     "autoaugment | trivialaugment | augmix (see robench list policies).")
+    policy_params: dict[str, Any] = option({}, "A policy parameter KEY=VALUE, repeatable, e.g. --policy-param "
+                                               "magnitude=9.", flag="policy-param")
+    mix: str = option("none", "Batch mixer: none | mixup | cutmix | ricap (see robench list mixers).")
+    mix_params: dict[str, Any] = option({}, "A mixer parameter KEY=VALUE, repeatable, e.g. --mix-param alpha=1.0.",
+                                        flag="mix-param")
+    jsd: bool = option(False, "AugMix's Jensen-Shannon consistency loss (needs --policy augmix).")
+    jsd_lambda: float = option(12.0, "Weight of the JSD term.")
+    teacher: str | None = option(None, "Distil from this run folder or checkpoint.pt.")
+    kd_temperature: float = option(4.0, "Distillation temperature T.")
+    kd_alpha: float = option(0.9, "Weight of the distillation term (the cross-entropy gets 1 - alpha).")
+    seed: int = option(0, "Random seed.")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N.")
+    compile: bool = option(False, "torch.compile the model.")
+    name: str | None = option(None, "Run folder name. [default: <model>-<policy>-<dataset>-s<seed>]")
+    out_dir: str = option("results", "Where run folders go.")
+    data_dir: str | None = option(None, "Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
+    train_limit: int | None = option(None, "Use only the first N training images (quick experiments, tests).")
+    test_limit: int | None = option(None, "Use only the first N test images.")
+    image_column: str | None = option(None, "hf: datasets: the image column (detected if omitted).")
+    label_column: str | None = option(None, "hf: datasets: the label column (detected if omitted).")
+    image_size: int | None = option(None, "hf: datasets: resize images to this square size.")
 
     def validate(self) -> "TrainConfig":
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for key, value in positive.items():
-            if value < 1:
-                raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
-        for key in ("train_limit", "test_limit", "image_size"):
+        for key in ("epochs", "batch_size", "train_limit", "test_limit", "image_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
@@ -67,6 +80,8 @@ class TrainConfig:
             raise RobenchError("--jsd needs --policy augmix (the JSD loss compares AugMix views)")
         if self.jsd and self.mix != "none":
             raise RobenchError("--jsd cannot be combined with --mix: the JSD loss needs the unmixed clean image")
+        if self.jsd_lambda < 0:
+            raise RobenchError(f"--jsd-lambda must be >= 0, got {self.jsd_lambda}")
         if not 0 <= self.kd_alpha <= 1:
             raise RobenchError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
@@ -76,8 +91,46 @@ class TrainConfig:
         return self
 
 
+@dataclass
+class EvalConfig:
+    run: str = option("", "A run folder written by robench train.")
+    corruptions: str = option("all", "all | standard | extra | none | name,name,... (see robench list corruptions).")
+    severities: str = option("1-5", "1-5 | 3 | 1,5 | 2-3,5.")
+    source: str = option("auto", "official (released .npy files) | generated (robench's engine) | auto "
+                                 "(official when present).")
+    batch_size: int = option(1000, "Images per forward pass.")
+    seed: int = option(0, "Seed of the generated corruptions.")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N.")
+    dataset: str | None = option(None, "Evaluate on this dataset instead of the run's.")
+    data_dir: str | None = option(None, "Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
+    c_dir: str | None = option(None, "Folder holding the official <corruption>.npy files. "
+                                     "[default: <data dir>/CIFAR-10-C]")
+    limit: int | None = option(None, "Only the first N test images. [default: the run's --test-limit, if any]")
+    frost: str = option("auto", "Frost textures of generated frost: official (the photographs; an error when "
+                                "missing) | procedural (a stand-in) | auto (official when available). "
+                                "The choice is recorded in the eval files.")
+
+    def validate(self) -> "EvalConfig":
+        for key in ("batch_size", "limit"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
+        if self.source not in SOURCES:
+            raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
+        parse_corruptions(self.corruptions), parse_severities(self.severities)
+        return self
+
+
 def field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
+
+
+def field_type(cls, name: str) -> type:
+    """The field's type without `| None` (int, float, bool, str or dict)."""
+    hint = typing.get_type_hints(cls)[name]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -104,31 +157,25 @@ def resolve(cls, yaml_path: str | Path | None, overrides: dict[str, Any]):
         values.update(read_yaml(yaml_path))
     values.update({k: v for k, v in overrides.items() if v is not None})
     # YAML may spell keys with dashes, as the flags are spelled.
-    values = {k.replace("-", "_"): v for k, v in values.items()}
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
     unknown = sorted(set(values) - field_names(cls))
     if unknown:
         raise RobenchError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(field_names(cls)))}")
-    try:
-        config = cls(**values)
-    except TypeError as e:
-        raise RobenchError(f"invalid config: {e}") from None
-    _check_types(config)
-    return config.validate()
+    for name, value in values.items():
+        _check_type(cls, name, value)
+    return cls(**values).validate()
 
 
-def _check_types(config) -> None:
-    """YAML values must have the field's type (ints accepted for floats)."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if value is None:
-            continue
-        expected = {"int": int, "float": (int, float), "bool": bool, "str": str}
-        kind = str(f.type).replace(" | None", "").strip()
-        want = expected.get(kind)
-        if kind.startswith("dict"):
-            want = dict
-        if want is not None and (not isinstance(value, want) or (want is int and isinstance(value, bool))):
-            raise RobenchError(f"config key '{f.name}' must be {kind}, got {value!r}")
+def _check_type(cls, name: str, value: Any) -> None:
+    """A YAML value must have the field's type (ints are accepted for floats, bools are not ints)."""
+    if value is None:
+        return
+    kind = field_type(cls, name)
+    ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+    if ok and kind in (int, float) and isinstance(value, bool):
+        ok = False
+    if not ok:
+        raise RobenchError(f"config key '{name}' must be {kind.__name__}, got {value!r}")
 
 
 def to_yaml(config) -> str:
@@ -142,5 +189,8 @@ def parse_params(items: list[str] | None, what: str) -> dict[str, Any]:
         if "=" not in item:
             raise RobenchError(f"--{what} expects KEY=VALUE, got '{item}'")
         key, raw = item.split("=", 1)
-        params[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+        try:
+            params[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise RobenchError(f"--{what} {item}: the value is not valid YAML") from None
     return params

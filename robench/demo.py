@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from robench.config import TrainConfig
+from robench.config import EvalConfig, TrainConfig
 from robench.errors import RobenchError
 
 # Per dataset: training settings sized so the whole demo stays under 5 minutes on 2 CPU cores.
@@ -24,8 +24,8 @@ POLICIES = (("standard", dict(policy="standard")), ("augmix-jsd", dict(policy="a
 def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str = "auto", epochs: int | None = None,
          echo: Callable[[str], None] = print) -> str:
     from robench import report
-    from robench.evaluate import EvalConfig, evaluate
-    from robench.runs import atomic_write_text
+    from robench.evaluate import evaluate
+    from robench.runfiles import atomic_write_text
     from robench.train import train
 
     if dataset not in SETTINGS:

@@ -6,8 +6,9 @@ else is an internal bug and may traceback.
 """
 
 
-class RobenchError(Exception):
-    """A mistake the user can fix; the message names the problem and the fix."""
+class RobenchError(ValueError):
+    """A mistake the user can fix; the message names the problem and the fix. A ValueError, so
+    Python callers that catch bad arguments the usual way catch it too."""
 
 
 def unknown_name(kind: str, name: str, known) -> RobenchError:

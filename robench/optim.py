@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from robench.errors import unknown_name
+from robench.registry import Param, Registry
 
 
 class AdaBound(torch.optim.Optimizer):
@@ -56,37 +56,43 @@ class AdaBound(torch.optim.Optimizer):
         return loss
 
 
-def _sgd(params, lr, weight_decay, momentum=0.9, nesterov=True, **_):
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+OPTIMIZERS = Registry("optimizer")
 
 
-def _adamw(params, lr, weight_decay, **_):
+@OPTIMIZERS.register("sgd", "SGD with Nesterov momentum 0.9 (the AugMix recipe)", params={
+    "lr": Param(0.1, "peak learning rate", lo=0.0),
+    "momentum": Param(0.9, "momentum", lo=0.0, hi=1.0),
+    "nesterov": Param(True, "Nesterov momentum"),
+})
+def _sgd(params, lr, weight_decay, momentum, nesterov):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0,
+                           weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adamw", "AdamW (decoupled weight decay)", params={
+    "lr": Param(1e-3, "peak learning rate", lo=0.0),
+})
+def _adamw(params, lr, weight_decay):
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def _adabound(params, lr, weight_decay, final_lr=0.1, gamma=1e-3, **_):
+@OPTIMIZERS.register("adabound", "AdaBound: Adam with step sizes bounded towards final_lr", params={
+    "lr": Param(1e-3, "peak learning rate (Adam's step size)", lo=0.0),
+    "final_lr": Param(0.1, "the SGD-like rate the bounds converge to", lo=0.0),
+    "gamma": Param(1e-3, "how fast the bounds converge", lo=0.0),
+})
+def _adabound(params, lr, weight_decay, final_lr, gamma):
     return AdaBound(params, lr=lr, weight_decay=weight_decay, final_lr=final_lr, gamma=gamma)
 
 
-# name -> (factory, default learning rate, description)
-OPTIMIZERS = {
-    "sgd": (_sgd, 0.1, "SGD with Nesterov momentum 0.9 (the AugMix recipe)"),
-    "adamw": (_adamw, 1e-3, "AdamW (decoupled weight decay)"),
-    "adabound": (_adabound, 1e-3, "AdaBound: Adam with step sizes bounded towards final_lr"),
-}
-
-
 def make_optimizer(name: str, params, lr: float | None, weight_decay: float, **options) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise unknown_name("optimizer", name, OPTIMIZERS)
-    factory, default_lr, _ = OPTIMIZERS[name]
-    return factory(params, lr=default_lr if lr is None else lr, weight_decay=weight_decay, **options)
+    """The optimizer `name` over `params`; `lr` None means the optimizer's default."""
+    given = dict(options, **({"lr": lr} if lr is not None else {}))
+    return OPTIMIZERS.get(name).factory(params, weight_decay=weight_decay, **OPTIMIZERS.params(name, given))
 
 
 def default_lr(name: str) -> float:
-    if name not in OPTIMIZERS:
-        raise unknown_name("optimizer", name, OPTIMIZERS)
-    return OPTIMIZERS[name][1]
+    return OPTIMIZERS.get(name).params["lr"].default
 
 
 def cosine_schedule(optimizer, total_steps: int, min_lr: float = 0.0):

@@ -11,22 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from robench.corruptions import EXTRA, STANDARD
+from robench.corruptions.protocol import CLEAN, EXTRA, SEVERITIES, STANDARD, short_name
 from robench.errors import RobenchError
-from robench.evaluate import read_eval_csv
-from robench.runs import EVAL_DIR, RUN_JSON, atomic_write_text, read_json
-
-SEVERITIES = (1, 2, 3, 4, 5)
-ABBREVIATIONS = {
-    "gaussian_noise": "gauss", "shot_noise": "shot", "impulse_noise": "impulse", "defocus_blur": "defocus",
-    "glass_blur": "glass", "motion_blur": "motion", "zoom_blur": "zoom", "snow": "snow", "frost": "frost",
-    "fog": "fog", "brightness": "bright", "contrast": "contrast", "elastic_transform": "elastic",
-    "pixelate": "pixel", "jpeg_compression": "jpeg", "speckle_noise": "speckle", "gaussian_blur": "gblur",
-    "spatter": "spatter", "saturate": "saturate",
-}
+from robench.runfiles import (EVAL_DIR, RUN_JSON, atomic_write_bytes, atomic_write_text, policy_label, read_eval_csv,
+                              read_json)
 
 
 @dataclass
@@ -38,12 +29,12 @@ class Entry:
     policy: str
     dataset: str
     source: str
-    errors: dict[tuple[str, int], float]  # (corruption, severity) -> error %, ("clean", 0) for clean
-    extra: dict = field(default_factory=dict)
+    errors: dict[tuple[str, int], float]  # (corruption, severity) -> error %, CLEAN for clean
+    frost_textures: str = ""  # which frost photographs the frost cells used: official | procedural | ""
 
     @property
     def clean(self) -> float | None:
-        return self.errors.get(("clean", 0))
+        return self.errors.get(CLEAN)
 
     def corruption_error(self, corruption: str) -> float | None:
         """Mean error over the 5 severities, or None when a severity is missing."""
@@ -109,14 +100,28 @@ def collect(roots: list[Path]) -> list[Entry]:
                 if not rows:
                     continue
                 errors = {(r["corruption"], int(r["severity"])): float(r["error"]) for r in rows}
-                policy = run.get("policy", "?")
-                if run.get("mix", "none") != "none":
-                    policy += f"+{run['mix']}"
-                if run.get("jsd"):
-                    policy += "+jsd"
+                frost = {r.get("frost_textures") or "" for r in rows if r["corruption"] == "frost"}
+                policy = policy_label(run.get("policy", "?"), run.get("mix", "none"), bool(run.get("jsd")))
                 entries.append(Entry(run=run.get("name", run_dir.name), model=run.get("model", "?"), policy=policy,
-                                     dataset=rows[0]["dataset"], source=rows[0]["source"], errors=errors))
+                                     dataset=rows[0]["dataset"], source=rows[0]["source"], errors=errors,
+                                     frost_textures="+".join(sorted(frost - {""})) or ("?" if frost else "")))
     return entries
+
+
+def frost_column(entries: list[Entry]) -> bool:
+    """Show which frost textures each run used unless all used the official photographs (what the
+    released C-sets were made with): a procedural frost column is not comparable with an official one."""
+    return any(e.frost_textures not in ("", "official") for e in entries)
+
+
+def mixed_frost_warning(entries: list[Entry]) -> str | None:
+    """A sentence when runs of one dataset were ranked on different frost textures."""
+    for dataset in sorted({e.dataset for e in entries}):
+        kinds = {e.frost_textures for e in entries if e.dataset == dataset and e.frost_textures}
+        if len(kinds) > 1:
+            return (f"{dataset}: runs were evaluated with different frost textures ({', '.join(sorted(kinds))}); "
+                    f"their frost errors (and mCE) are not comparable. Re-evaluate with --frost official.")
+    return None
 
 
 def _sort_key(entry: Entry):
@@ -135,7 +140,9 @@ def leaderboard(entries: list[Entry], baseline: str | None = None) -> tuple[list
     header = ["run", "model", "policy", "dataset", "source", "clean", "mCE", "extra"]
     if baseline:
         header += ["norm. mCE", "rel. mCE"]
-    header += [ABBREVIATIONS[c] for c in STANDARD + EXTRA]
+    header += [short_name(c) for c in STANDARD + EXTRA]
+    if frost_column(entries):
+        header.append("frost textures")
     rows = []
     for e in sorted(entries, key=_sort_key):
         row = [e.run, e.model, e.policy, e.dataset, e.source, _fmt(e.clean), _fmt(e.mce), _fmt(e.extra_error)]
@@ -143,6 +150,8 @@ def leaderboard(entries: list[Entry], baseline: str | None = None) -> tuple[list
             base = base_by_key.get((e.dataset, e.source))
             row += [_fmt(normalised_mce(e, base) if base else None), _fmt(relative_mce(e, base) if base else None)]
         row += [_fmt(e.corruption_error(c)) for c in STANDARD + EXTRA]
+        if frost_column(entries):
+            row.append(e.frost_textures or "-")
         rows.append(row)
     return header, rows
 
@@ -194,6 +203,9 @@ def render(entries: list[Entry], baseline: str | None = None) -> str:
     severities = markdown_table(*severity_table(entries))
     note = ("Errors in %. mCE: mean over the 15 standard corruptions x 5 severities; extra: the 4 extra "
             "corruptions; per-corruption columns: mean over severities.")
+    mixed = mixed_frost_warning(entries)
+    if mixed:
+        note += f"\n\n**Warning:** {mixed}"
     return f"## Leaderboard\n\n{board}\n\n{note}\n\n## Mean error over the 15 standard corruptions, per severity\n\n{severities}\n"
 
 
@@ -232,6 +244,4 @@ def plot(entries: list[Entry], out: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=Path(out).suffix[1:])
     plt.close(fig)
-    from robench.runs import atomic_write_bytes
-
     atomic_write_bytes(Path(out), buffer.getvalue())

@@ -1,76 +1,25 @@
-"""Run folders: paths, atomic writes, loading a trained model back."""
+"""The torch side of run folders: saving and loading checkpoints, rebuilding a trained model, and
+the device a run uses (the file layout and the torch-free writers are in `robench.runfiles`)."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
-import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from robench.errors import RobenchError
-
-CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR = "config.yaml", "checkpoint.pt", "metrics.csv", "run.json", "eval"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    """A CSV with a header row, written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+from robench.runfiles import CHECKPOINT, atomic_write_bytes
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RobenchError(f"{path} does not exist") from None
-    except json.JSONDecodeError:
-        raise RobenchError(f"{path} is not valid JSON") from None
+    """torch.save through the one atomic writer (a checkpoint is never half-written)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def versions() -> dict[str, str]:
@@ -139,10 +88,3 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
         first = str(e).splitlines()[0]
         raise RobenchError(f"checkpoint {path} does not fit model {checkpoint['model']}: {first}") from None
     return model.to(device).eval(), checkpoint
-
-
-def read_config(run_dir: Path) -> dict:
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
-        raise RobenchError(f"{run_dir} is not a run folder (no {CONFIG}); give the folder robench train wrote")
-    return yaml.safe_load(path.read_text()) or {}

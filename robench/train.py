@@ -1,91 +1,121 @@
-"""`robench train`: one run = one model trained under one policy, written to results/<run>/."""
+"""`robench train`: one run = one model trained under one policy, written to results/<run>/.
+
+Read top to bottom: `Step` (one batch: augment, forward, loss), `build` (config -> everything a
+run needs), `train_one_epoch`, `save_epoch` (metrics row and checkpoint), and `train`, which
+strings them together. The epoch loop never waits for the device: loss and error are summed on
+the device and read once per epoch.
+"""
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from robench import losses
+from robench.augment import make_mixer, make_policy
 from robench.config import TrainConfig, to_yaml
-from robench.data import load_split
+from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.data.loader import DeviceLoader
 from robench.errors import RobenchError
-from robench.evaluate import count_correct
+from robench.losses import Objective, one_hot
+from robench.metrics import count_correct
 from robench.models import MODELS, build_model
-from robench.optim import cosine_schedule, default_lr, make_optimizer
+from robench.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.runs import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_torch_save, atomic_write_csv,
-                          atomic_write_text, autocast, device_name, load_model, resolve_device, versions, write_json)
+from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text,
+                              policy_label, safe_name, write_json)
+from robench.runs import atomic_torch_save, autocast, device_name, load_model, resolve_device, versions
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
 
 
-def default_run_name(cfg: TrainConfig) -> str:
-    parts = [cfg.model, cfg.policy]
-    if cfg.mix != "none":
-        parts.append(cfg.mix)
-    if cfg.jsd:
-        parts.append("jsd")
-    parts += [cfg.dataset, f"s{cfg.seed}"]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
-
-
-def load_data(cfg: TrainConfig, train: bool):
-    options = dict(image_column=cfg.image_column, label_column=cfg.label_column, image_size=cfg.image_size,
-                   limit=cfg.train_limit if train else cfg.test_limit)
-    split = load_split(cfg.dataset, train, **options)
-    limit = options["limit"]
-    if limit and len(split) > limit:
-        split.images, split.labels = split.images[:limit], split.labels[:limit]
-    return split
+# ----------------------------------------------------------------------------- one step
 
 
 class Step:
-    """One optimisation step's forward and loss under the configured policy, mixer, JSD and teacher."""
+    """One batch: the views the policy (and mixer) make, one forward over all of them, the loss.
+
+    With JSD the model sees three views of each image in one forward (the clean image after the
+    base crop+flip, and two AugMix views of that same image); otherwise one view, mixed when a
+    mixer is set. A teacher, when given, sees the first view.
+    """
 
     def __init__(self, cfg: TrainConfig, model, num_classes: int, device: torch.device, teacher=None):
-        from robench.augment import make_mixer, make_policy
-
-        self.cfg, self.model, self.k, self.device, self.teacher = cfg, model, num_classes, device, teacher
+        self.model, self.num_classes, self.device, self.teacher = model, num_classes, device, teacher
+        self.objective = Objective.from_config(cfg)
+        if self.objective.needs_teacher != (teacher is not None):
+            raise ValueError("a teacher model is needed exactly when the config names one")
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         if cfg.jsd:
-            # JSD: one clean image (after the base crop+flip), and two AugMix views of that same image.
             self.base = make_policy(cfg.policy_params.get("base", "standard"))
             self.policy = make_policy("augmix", **{**cfg.policy_params, "base": "none"})
         else:
-            self.policy = make_policy(cfg.policy, **cfg.policy_params)
-        self.mixer = make_mixer(cfg.mix, num_classes=num_classes, **cfg.mix_params) if cfg.mix != "none" else None
+            self.base, self.policy = None, make_policy(cfg.policy, **cfg.policy_params)
+        self.mixer = make_mixer(cfg.mix, num_classes, **cfg.mix_params) if cfg.mix != "none" else None
+
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(views stacked view-major, float in [0, 1]; soft targets of the first view's images)."""
+        g = self.generator
+        if self.base is not None:
+            clean = self.base(images, generator=g)
+            views = [clean.float().div_(255), self.policy(clean, generator=g, dtype=torch.float32),
+                     self.policy(clean, generator=g, dtype=torch.float32)]
+            return torch.cat(views), one_hot(labels, self.num_classes)
+        x = self.policy(images, generator=g, dtype=torch.float32)
+        if self.mixer is not None:
+            return self.mixer(x, labels, generator=g)
+        return x, one_hot(labels, self.num_classes)
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (loss, logits on the un-augmented-view images for the train error)."""
-        cfg, g = self.cfg, self.generator
-        targets = losses.one_hot(labels, self.k)
-        if cfg.jsd:
-            clean = self.base(images, generator=g)
-            views = [clean.float() / 255 if clean.dtype == torch.uint8 else clean]
-            views += [self.policy(clean, generator=g), self.policy(clean, generator=g)]
-            with autocast(self.device):
-                logits_clean, logits_1, logits_2 = self.model(torch.cat(views)).chunk(3)
-            loss = losses.soft_cross_entropy(logits_clean, losses.smooth(targets, cfg.label_smoothing))
-            return loss + cfg.jsd_lambda * losses.jsd_consistency(logits_clean, logits_1, logits_2), logits_clean
-        x = self.policy(images, generator=g)
-        if self.mixer is not None:
-            x, targets = self.mixer(x, labels, generator=g)
-        targets = losses.smooth(targets, cfg.label_smoothing)
+        """(loss, logits of the first view, for the train error)."""
+        x, targets = self.inputs(images, labels)
+        n = labels.shape[0]
         with autocast(self.device):
             logits = self.model(x)
-            if self.teacher is None:
-                return losses.soft_cross_entropy(logits, targets), logits
-            with torch.no_grad():
-                teacher_logits = self.teacher(x)
-        return losses.distillation(logits, teacher_logits, targets, cfg.kd_temperature, cfg.kd_alpha), logits
+            teacher_logits = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(x[:n])
+        return self.objective(logits, targets, teacher_logits), logits[:n]
+
+
+# ----------------------------------------------------------------------------- building a run
+
+
+@dataclass
+class Run:
+    """Everything a training run holds while it trains."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    train_split: Split
+    test_split: Split
+    model: torch.nn.Module
+    forward: Callable  # the model, compiled when --compile
+    loader: DeviceLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    step: Step
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    label = policy_label(cfg.policy, cfg.mix, cfg.jsd).replace("+", "-")
+    return safe_name(f"{cfg.model}-{label}-{cfg.dataset}-s{cfg.seed}")
+
+
+def check_names(cfg: TrainConfig) -> None:
+    """Fail on unknown names or bad parameters before any data is loaded or any folder is made,
+    and record the policy's and mixer's fully resolved parameters (defaults included) in cfg."""
+    MODELS.get(cfg.model)
+    OPTIMIZERS.get(cfg.optimizer)
+    cfg.policy_params = dict(make_policy(cfg.policy, **cfg.policy_params).config)
+    cfg.mix_params = dict(make_mixer(cfg.mix, num_classes=2, **cfg.mix_params).config)
 
 
 def check_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
@@ -97,35 +127,32 @@ def check_run_dir(cfg: TrainConfig, overwrite: bool) -> Path:
     return run_dir
 
 
-def check_names(cfg: TrainConfig) -> None:
-    """Fail on unknown names or bad parameters before any data is loaded or any folder is made,
-    and record the policy's and mixer's fully resolved parameters (defaults included) in cfg."""
-    from robench.augment import make_mixer, make_policy
+def load_teacher(cfg: TrainConfig, device: torch.device, num_classes: int, probe: torch.Tensor):
+    if cfg.teacher is None:
+        return None
+    teacher = load_model(Path(cfg.teacher), device)[0]
+    with torch.no_grad():
+        out = teacher(probe.to(device)).shape[1]
+    if out != num_classes:
+        raise RobenchError(f"teacher {cfg.teacher} predicts {out} classes, the dataset has {num_classes}")
+    return teacher
 
-    if cfg.model not in MODELS:
-        build_model(cfg.model, 2)  # raises the unknown-name error
-    default_lr(cfg.optimizer)
-    cfg.policy_params = dict(make_policy(cfg.policy, **cfg.policy_params).config)
-    cfg.mix_params = dict(make_mixer(cfg.mix, num_classes=2, **cfg.mix_params).config)
 
-
-def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Train and write the run folder; returns its path."""
-    started = time.time()
+def build(cfg: TrainConfig, overwrite: bool = False) -> Run:
+    """Resolve the config, check every name, load the data and make the model, optimizer and step.
+    Nothing is written yet."""
     set_data_dir(cfg.data_dir)
     device = resolve_device(cfg.device)
     cfg.lr = default_lr(cfg.optimizer) if cfg.lr is None else cfg.lr
     cfg.name = cfg.name or default_run_name(cfg)
     check_names(cfg)
-    teacher = load_model(Path(cfg.teacher), device)[0] if cfg.teacher else None
     run_dir = check_run_dir(cfg, overwrite)
-    train_split, test_split = load_data(cfg, True), load_data(cfg, False)
-    if teacher is not None:
-        with torch.no_grad():
-            out = teacher(test_split.images[:2].to(device)).shape[1]
-        if out != train_split.num_classes:
-            raise RobenchError(f"teacher {cfg.teacher} predicts {out} classes, the dataset has {train_split.num_classes}")
+    options = dict(image_column=cfg.image_column, label_column=cfg.label_column, image_size=cfg.image_size)
+    train_split = load_split(cfg.dataset, True, limit=cfg.train_limit, **options)
+    test_split = load_split(cfg.dataset, False, limit=cfg.test_limit, **options)
+    teacher = load_teacher(cfg, device, train_split.num_classes, test_split.images[:2])
     torch.manual_seed(cfg.seed)
+    # The model normalises its own input with the training set's channel statistics.
     pixels = train_split.images.float() / 255
     mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
     del pixels
@@ -135,55 +162,80 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.epochs * len(loader), cfg.min_lr)
     step = Step(cfg, forward, train_split.num_classes, device, teacher)
-    test_images, test_labels = test_split.images.to(device), test_split.labels.to(device)
+    return Run(cfg, run_dir, device, train_split, test_split, model, forward, loader, optimizer, scheduler, step)
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # --overwrite, checked above
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def train_one_epoch(run: Run, epoch: int) -> dict:
+    """One pass over the training set; returns the epoch's metrics row (read from the device once)."""
+    run.model.train()
+    started, seen = time.time(), 0
+    loss_sum = torch.zeros((), device=run.device)
+    wrong = torch.zeros((), dtype=torch.long, device=run.device)
+    with progress_bar(f"epoch {epoch}/{run.cfg.epochs}", total=len(run.loader) * run.cfg.batch_size) as bar:
+        for images, labels in run.loader:
+            loss, logits = run.step(images, labels)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.scheduler.step()
+            loss_sum += loss.detach() * labels.shape[0]
+            wrong += (logits.argmax(1) != labels).sum()
+            seen += labels.shape[0]
+            bar.advance(labels.shape[0])
+    train_loss, train_error = loss_sum.item() / seen, 100 * wrong.item() / seen  # the epoch's one sync
+    seconds = time.time() - started
+    run.model.eval()
+    test = run.test_split
+    correct = count_correct(run.forward, test.images, test.labels, batch_size=max(256, run.cfg.batch_size),
+                            device=run.device)
+    return dict(epoch=epoch, lr=f"{run.optimizer.param_groups[0]['lr']:.6g}", train_loss=f"{train_loss:.4f}",
+                train_error=f"{train_error:.2f}", test_error=f"{100 * (1 - correct / len(test)):.2f}",
+                images_per_s=f"{seen / seconds:.1f}", seconds=f"{seconds:.2f}")
+
+
+def save_epoch(run: Run, rows: list[dict]) -> None:
+    """The metrics so far and the checkpoint after the last of them, each written atomically."""
+    atomic_write_csv(run.run_dir / METRICS, METRIC_FIELDS, rows)
+    split = run.train_split
+    atomic_torch_save({"model": run.cfg.model, "num_classes": split.num_classes, "classes": list(split.classes),
+                       "dataset": run.cfg.dataset, "epoch": int(rows[-1]["epoch"]),
+                       "state_dict": run.model.state_dict(), "optimizer": run.optimizer.state_dict()},
+                      run.run_dir / CHECKPOINT)
+
+
+# ----------------------------------------------------------------------------- the whole run
+
+
+def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Train and write the run folder; returns its path."""
+    started = time.time()
+    run = build(cfg, overwrite)
+    if run.run_dir.exists():
+        shutil.rmtree(run.run_dir)  # --overwrite, checked in build
+    run.run_dir.mkdir(parents=True)
+    atomic_write_text(run.run_dir / CONFIG, to_yaml(cfg))
+    echo(f"training {cfg.model} on {cfg.dataset} ({len(run.train_split)} images, {run.train_split.num_classes} "
+         f"classes) with policy {policy_label(cfg.policy, cfg.mix, cfg.jsd)} on {device_name(run.device)} "
+         f"-> {run.run_dir}")
     rows: list[dict] = []
-    test_error = float("nan")
-    echo(f"training {cfg.model} on {cfg.dataset} ({len(train_split)} images, {train_split.num_classes} classes) "
-         f"with policy {cfg.policy} on {device_name(device)} -> {run_dir}")
     for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        epoch_start, seen, loss_sum, wrong = time.time(), 0, 0.0, 0
-        with progress_bar(f"epoch {epoch}/{cfg.epochs}", total=len(loader) * cfg.batch_size) as bar:
-            for images, labels in loader:
-                loss, logits = step(images, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                loss_sum += loss.item() * labels.shape[0]
-                wrong += (logits.argmax(1) != labels).sum().item()
-                seen += labels.shape[0]
-                bar.advance(labels.shape[0])
-        seconds = time.time() - epoch_start
-        model.eval()
-        correct = count_correct(forward, test_images, test_labels, batch_size=max(256, cfg.batch_size), device=device)
-        test_error = 100 * (1 - correct / len(test_split))
-        rows.append(dict(epoch=epoch, lr=f"{optimizer.param_groups[0]['lr']:.6g}",
-                         train_loss=f"{loss_sum / seen:.4f}", train_error=f"{100 * wrong / seen:.2f}",
-                         test_error=f"{test_error:.2f}", images_per_s=f"{seen / seconds:.1f}", seconds=f"{seconds:.2f}"))
-        atomic_write_csv(run_dir / METRICS, METRIC_FIELDS, rows)
-        atomic_torch_save(_checkpoint(cfg, model, optimizer, epoch, train_split), run_dir / CHECKPOINT)
-        echo(f"epoch {epoch:>3}/{cfg.epochs}  loss {loss_sum / seen:.4f}  train err {100 * wrong / seen:5.2f}%  "
-             f"test err {test_error:5.2f}%  {seen / seconds:,.0f} img/s  {seconds:.1f}s")
+        rows.append(train_one_epoch(run, epoch))
+        save_epoch(run, rows)
+        row = rows[-1]
+        echo(f"epoch {epoch:>3}/{cfg.epochs}  loss {row['train_loss']}  train err {float(row['train_error']):5.2f}%  "
+             f"test err {float(row['test_error']):5.2f}%  {float(row['images_per_s']):,.0f} img/s  {row['seconds']}s")
 
-    write_json(run_dir / RUN_JSON, {
+    split = run.train_split
+    write_json(run.run_dir / RUN_JSON, {
         "name": cfg.name, "model": cfg.model, "policy": cfg.policy, "policy_params": cfg.policy_params,
         "mix": cfg.mix, "jsd": cfg.jsd, "label_smoothing": cfg.label_smoothing, "optimizer": cfg.optimizer,
-        "teacher": cfg.teacher, "dataset": cfg.dataset, "preprocessing": train_split.preprocessing,
-        "num_classes": train_split.num_classes, "train_images": len(train_split), "test_images": len(test_split),
-        "seed": cfg.seed, "epochs": cfg.epochs, "parameters": sum(p.numel() for p in model.parameters()),
-        "clean_error": round(test_error, 4), "versions": versions(), "device": device_name(device),
-        "wall_time_s": round(time.time() - started, 2), "config": asdict(cfg),
+        "teacher": cfg.teacher, "dataset": cfg.dataset, "preprocessing": split.preprocessing,
+        "num_classes": split.num_classes, "train_images": len(split), "test_images": len(run.test_split),
+        "seed": cfg.seed, "epochs": cfg.epochs, "parameters": sum(p.numel() for p in run.model.parameters()),
+        "clean_error": round(float(rows[-1]["test_error"]), 4), "versions": versions(),
+        "device": device_name(run.device), "wall_time_s": round(time.time() - started, 2), "config": asdict(cfg),
     })
-    return run_dir
-
-
-def _checkpoint(cfg: TrainConfig, model, optimizer, epoch: int, split) -> dict:
-    return {"model": cfg.model, "num_classes": split.num_classes, "classes": list(split.classes),
-            "dataset": cfg.dataset, "epoch": epoch, "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict()}
+    return run.run_dir

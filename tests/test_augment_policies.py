@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from robench.augment import POLICIES, make_policy, policy_param_specs, policy_params
+from robench.augment import POLICIES, make_policy
 from robench.augment import ops
 from robench.errors import RobenchError
 
@@ -40,12 +40,12 @@ def within_sigmas(count: float, n: int, p: float, k: float = 5.0) -> bool:
 def test_registry_and_params():
     assert set(POLICIES) == {"none", "standard", "simple", "cutout", "randaugment", "autoaugment",
                              "trivialaugment", "augmix"}
-    assert all(isinstance(d, str) and d for d in POLICIES.values())
-    assert policy_params("randaugment") == {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31,
+    assert all(isinstance(e.description, str) and e.description for e in POLICIES.entries())
+    assert POLICIES.params("randaugment") == {"num_ops": 2, "magnitude": 9, "num_magnitude_bins": 31,
                                             "base": "standard", "interpolation": "nearest"}
-    assert policy_params("augmix")["severity"] == 3 and policy_params("augmix")["all_ops"] is False
-    assert policy_params("cutout")["size"] == 16
-    assert policy_param_specs("augmix")["depth"].help
+    assert POLICIES.params("augmix")["severity"] == 3 and POLICIES.params("augmix")["all_ops"] is False
+    assert POLICIES.params("cutout")["size"] == 16
+    assert POLICIES.get("augmix").params["depth"].help
     assert make_policy("augmix", width=2).config["width"] == 2
     assert make_policy("randaugment", num_ops="3").config["num_ops"] == 3  # strings from a command line
 
@@ -74,15 +74,26 @@ def test_output_contract_and_reproducibility(name):
     before = x.clone()
     policy = make_policy(name)
     out = policy(x, generator=gen(1))
-    assert out.shape == x.shape and out.device == x.device
-    if name == "augmix":
-        assert out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
-    else:
-        assert out.dtype == torch.uint8
+    assert out.shape == x.shape and out.device == x.device and out.dtype == torch.uint8  # the input's dtype
     assert torch.equal(x, before)  # the input is never modified
     assert torch.equal(out, policy(x, generator=gen(1)))
+    assert torch.equal(out, policy(x, seed=1))  # seed= is a generator seeded alike
     if name != "none":
         assert not torch.equal(out, policy(x, generator=gen(2)))
+    exact = policy(x, generator=gen(1), dtype=torch.float32)
+    assert exact.dtype == torch.float32 and 0 <= exact.min() and exact.max() <= 1
+    assert torch.equal(exact.mul(255).round().to(torch.uint8), out)  # the uint8 result is the float one rounded
+    floats = policy(x.float() / 255, generator=gen(1))
+    assert floats.dtype == torch.float32 and torch.equal(floats, exact)  # float in: float out, same draws
+    single = policy(x[0], generator=gen(1))
+    assert single.shape == x.shape[1:] and single.dtype == torch.uint8  # one (3, H, W) image
+
+
+def test_policies_fit_in_a_per_image_torchvision_compose():
+    v2 = pytest.importorskip("torchvision.transforms.v2")
+    pipeline = v2.Compose([v2.ToDtype(torch.float32, scale=True), make_policy("augmix")])
+    out = pipeline(batch()[0])
+    assert out.shape == (3, 40, 36) and out.dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -90,12 +101,20 @@ def test_empty_batches_and_tiny_images(name):
     policy = make_policy(name)
     for shape in [(0, 3, 32, 32), (3, 3, 1, 1), (2, 3, 5, 7)]:
         out = policy(torch.zeros(shape, dtype=torch.uint8), generator=gen(0))
-        assert out.shape == shape and out.dtype == (torch.float32 if name == "augmix" else torch.uint8)
+        assert out.shape == shape and out.dtype == torch.uint8
 
 
-def test_rejects_non_uint8_images():
-    with pytest.raises(ValueError):
-        make_policy("standard")(torch.rand(2, 3, 8, 8))
+@pytest.mark.parametrize("images", [torch.zeros(2, 3, 8, 8, dtype=torch.int32), torch.zeros(2, 1, 8, 8),
+                                    torch.zeros(8, 8, dtype=torch.uint8), [[0, 1]]])
+def test_rejects_bad_images_with_one_error_type(images):
+    with pytest.raises(RobenchError, match="policy 'standard' needs") as info:
+        make_policy("standard")(images)
+    assert "\n" not in str(info.value)
+
+
+def test_generator_and_seed_together_is_an_error():
+    with pytest.raises(RobenchError, match="not both"):
+        make_policy("standard")(batch(), generator=gen(0), seed=0)
 
 
 def test_standard_is_crop_of_padded_image_then_flip():
@@ -265,7 +284,7 @@ def rebuild_augmix(d, i, h, w, op_fn):
 
 def test_augmix_equals_official_definition_rebuilt_from_draws():
     x = batch(n=40)
-    out, d = make_policy("augmix")(x, generator=gen(13), return_params=True)
+    out, d = make_policy("augmix")(x, generator=gen(13), return_params=True, dtype=torch.float32)
     assert d["op_names"] == ["autocontrast", "equalize", "posterize", "rotate", "solarize", "shear_x",
                              "shear_y", "translate_x", "translate_y"]
     close = 0.0
@@ -316,7 +335,7 @@ def test_augmix_all_ops_adds_the_colour_ops():
     assert d["op_names"][9:] == ["color", "contrast", "brightness", "sharpness"]
     assert int((d["ops"] >= 9).sum()) > 0
     x = batch(n=12)
-    out, d = make_policy("augmix", all_ops=True)(x, generator=gen(16), return_params=True)
+    out, d = make_policy("augmix", all_ops=True)(x, generator=gen(16), return_params=True, dtype=torch.float32)
     for i in range(len(x)):
         assert (out[i].double() - rebuild_augmix(d, i, 40, 36, official_op)).abs().max() <= 1 / 255 + 1e-6
 
@@ -325,7 +344,7 @@ def test_augmix_views_for_the_jsd_loss():
     x = batch()
     policy = make_policy("augmix", base="none")
     g = gen(17)
-    a, b = policy(x, generator=g), policy(x, generator=g)
+    a, b = policy(x, generator=g, dtype=torch.float32), policy(x, generator=g, dtype=torch.float32)
     assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)
     assert (a - x.float() / 255).abs().mean() < 0.2  # a mix that keeps the clean image in it
     fixed = make_policy("augmix", depth=2, width=1)
@@ -351,9 +370,10 @@ def test_sync_free_device_paths_agree_with_the_cpu_ones(name, monkeypatch):
     scatter_add, flips by select); run here on CPU, they give the CPU paths' results up to the
     rounding of one-axis bilinear resampling (1 level on rare pixels)."""
     x = batch(n=48)
-    cpu = make_policy(name)(x, generator=gen(19))
+    as_float = torch.float32 if name == "augmix" else None
+    cpu = make_policy(name)(x, generator=gen(19), dtype=as_float)
     monkeypatch.setattr(ops, "_host", lambda t: False)
-    device = make_policy(name)(x, generator=gen(19))
+    device = make_policy(name)(x, generator=gen(19), dtype=as_float)
     if name == "augmix":
         diff = (cpu - device).abs()
         assert diff.max() <= 1 / 255 + 1e-6 and (diff < 1e-6).float().mean() >= 0.99

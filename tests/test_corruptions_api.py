@@ -4,7 +4,7 @@ the test files of each corruption module)."""
 import pytest
 import torch
 
-from robench.corruptions import CORRUPTIONS, EXTRA, STANDARD, corrupt, get_corruption
+from robench.corruptions import CORRUPTIONS, EXTRA, FUNCTIONS, STANDARD, corrupt, protocol, registry
 from robench.errors import RobenchError
 
 OFFICIAL_STANDARD = (
@@ -38,7 +38,13 @@ def test_registry_lists_the_19_names_in_official_order():
 
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_every_name_is_registered_with_its_randomness(name):
-    assert get_corruption(name).random == (name not in DETERMINISTIC)
+    assert name in FUNCTIONS and FUNCTIONS.get(name).description
+    assert (name in protocol.DETERMINISTIC) == (name in DETERMINISTIC)
+
+
+def test_the_registry_holds_exactly_the_protocol_names_in_order():
+    registry.check_registry()
+    assert list(FUNCTIONS) == list(CORRUPTIONS)
 
 
 def test_unknown_name_is_a_user_error_listing_the_choices():
@@ -53,10 +59,25 @@ def test_severity_out_of_range_is_a_user_error(severity):
 
 
 def test_wrong_dtype_or_shape_is_a_user_error():
-    with pytest.raises(RobenchError):
-        corrupt(images(1).float(), "contrast", 1)
-    with pytest.raises(RobenchError):
+    with pytest.raises(RobenchError, match="corrupt"):
+        corrupt(images(1).int(), "contrast", 1)
+    with pytest.raises(RobenchError, match="corrupt"):
         corrupt(images(1)[:, :1], "contrast", 1)
+    with pytest.raises(RobenchError, match="not both"):
+        corrupt(images(1), "contrast", 1, seed=1, generator=torch.Generator())
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "contrast"])
+def test_floats_and_single_images_follow_the_input_convention(name):
+    x = images(3)
+    expected = corrupt(x, name, 3, seed=5)
+    as_float = corrupt(x.float() / 255, name, 3, seed=5)
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, expected.float() / 255)
+    assert torch.equal(corrupt(x, name, 3, generator=torch.Generator().manual_seed(5)), expected)
+    one = corrupt(x[0], name, 3, seed=5)
+    assert one.shape == x.shape[1:] and one.dtype == torch.uint8
+    if name == "contrast":  # deterministic: one image alone equals its row of the batch
+        assert torch.equal(one, expected[0])
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)

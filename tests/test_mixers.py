@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from robench.augment import MIXERS, make_mixer, mixer_params
+from robench.augment import MIXERS, make_mixer
 from robench.errors import RobenchError
 
 N, K, H, W = 20, 20, 40, 36
@@ -29,9 +29,9 @@ def pixel_shares(mixed: torch.Tensor) -> torch.Tensor:
 
 def test_registry_and_params():
     assert set(MIXERS) == {"none", "mixup", "cutmix", "ricap"}
-    assert mixer_params("mixup") == {"alpha": 1.0, "per_sample": False}
-    assert mixer_params("cutmix") == {"alpha": 1.0, "prob": 0.5, "per_sample": False}
-    assert mixer_params("ricap") == {"beta": 0.3, "per_sample": False}
+    assert MIXERS.params("mixup") == {"alpha": 1.0, "per_sample": False}
+    assert MIXERS.params("cutmix") == {"alpha": 1.0, "prob": 0.5, "per_sample": False}
+    assert MIXERS.params("ricap") == {"beta": 0.3, "per_sample": False}
 
 
 @pytest.mark.parametrize("call,needle", [

@@ -1,20 +1,16 @@
 """Batched augmentation with per-sample randomness: ops, policies and batch mixers.
 
     policy = make_policy("augmix", base="none")       # RobenchError if unknown or bad
-    views = policy(images_uint8, generator=g)          # float32 in [0, 1] for augmix, else uint8
+    views = policy(images, generator=g)                # same dtype convention as the input
     mixer = make_mixer("cutmix", num_classes=10)
     images, soft_targets = mixer(images, labels, generator=g)
 
-See DESIGN.md for the contracts and reference/augment.md for the definitions reproduced.
+The accepted inputs and what comes out are in one table in `robench.images`; the definitions
+reproduced are in docs/faithfulness.md.
 """
 
-from .mixers import MIXERS, make_mixer, mixer_param_specs, mixer_params
-from .ops import OPS, apply_ops, run_slots
-from .params import Param
-from .policies import POLICIES, make_policy, policy_param_specs, policy_params
+from .mixers import MIXERS, make_mixer
+from .ops import OPS, run_slots
+from .policies import POLICIES, make_policy
 
-__all__ = [
-    "MIXERS", "make_mixer", "mixer_params", "mixer_param_specs",
-    "OPS", "apply_ops", "run_slots", "Param",
-    "POLICIES", "make_policy", "policy_params", "policy_param_specs",
-]
+__all__ = ["MIXERS", "make_mixer", "OPS", "run_slots", "POLICIES", "make_policy"]

@@ -1,14 +1,15 @@
 """Batch mixers: mixup, cutmix and ricap, returning float images in [0, 1] and soft targets.
 
-`make_mixer(name, num_classes, **params)` returns `mixer(images, targets, generator=None)` ->
-(images float32 in [0, 1], soft targets (N, num_classes) float32 whose rows sum to 1). Images may
-be uint8 (divided by 255) or float in [0, 1]; targets are class indices (N,) or soft (N, K) rows.
+`make_mixer(name, num_classes, **params)` returns `mixer(images, targets, generator=None, seed=None)`
+-> (images float32 in [0, 1], soft targets (N, num_classes) float32 whose rows sum to 1). Images
+are a batch (N, 3, H, W), uint8 (divided by 255) or float in [0, 1] (mixed as they are, e.g.
+AugMix views); targets are class indices (N,) or soft (N, K) rows (see `robench.images`).
 `mixer(..., return_params=True)` also returns the draws (lambda, partner permutation, boxes).
 
 Per-batch or per-sample: the papers and their CIFAR code draw ONE lambda (one box, one RICAP
 boundary) per batch, shared by all its images, and mix each image with a partner from one random
 permutation. That is our default (`per_sample=False`), because robench's recipes reproduce the
-published numbers and principle 3 puts faithfulness first; `per_sample=True` draws a lambda (box,
+published numbers and faithfulness comes first (docs/faithfulness.md); `per_sample=True` draws a lambda (box,
 boundary, and for cutmix the coin) for every image, a stronger, lower-variance variant.
 """
 
@@ -17,17 +18,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import RobenchError, unknown_name
-from .params import Param, resolve
+from ..errors import RobenchError
+from ..images import generator_for
+from ..registry import Param, Registry, resolve_params
 from .policies import _rand, _randint, beta
 
 _PER_SAMPLE = Param(False, "draw lambda (box, boundary) per image instead of once per batch")
-_REGISTRY: dict[str, type["Mixer"]] = {}
-
-
-def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
+MIXERS = Registry("mixer")
 
 
 class Mixer:
@@ -41,16 +38,21 @@ class Mixer:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise RobenchError(f"mixer '{self.name}': num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
-        self.config = resolve(f"mixer '{self.name}'", self.params, given)
+        self.config = resolve_params(f"mixer '{self.name}'", self.params, given)
 
     def mix(self, x: Tensor, y: Tensor, gen, draws: dict) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
     def __call__(self, images: Tensor, targets: Tensor, generator: torch.Generator | None = None,
-                 return_params: bool = False):
-        if images.ndim != 4 or images.shape[0] != targets.shape[0]:
-            raise ValueError(f"mixer '{self.name}': images (N, C, H, W) and targets (N,) or (N, K) expected, "
-                             f"got {tuple(images.shape)} and {tuple(targets.shape)}")
+                 seed: int | None = None, return_params: bool = False):
+        ok = (isinstance(images, Tensor) and isinstance(targets, Tensor) and images.ndim == 4
+              and images.shape[1] == 3 and targets.ndim in (1, 2) and images.shape[0] == targets.shape[0]
+              and (images.dtype == torch.uint8 or images.is_floating_point()))
+        if not ok:
+            raise RobenchError(f"mixer '{self.name}': images uint8 or float (N, 3, H, W) and targets (N,) or (N, K) "
+                               f"expected, got {getattr(images, 'dtype', type(images).__name__)} "
+                               f"{tuple(getattr(images, 'shape', ()))} and {tuple(getattr(targets, 'shape', ()))}")
+        generator = generator_for(images.device, generator, seed, f"mixer '{self.name}'")
         if targets.ndim == 1:
             soft = torch.nn.functional.one_hot(targets.long(), self.num_classes).float()
         else:
@@ -72,7 +74,7 @@ def _col(v: Tensor) -> Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-@register
+@MIXERS.register()
 class NoMix(Mixer):
     name = "none"
     description = "no mixing (float images, one-hot targets)"
@@ -81,7 +83,7 @@ class NoMix(Mixer):
         return x, y
 
 
-@register
+@MIXERS.register()
 class Mixup(Mixer):
     name = "mixup"
     description = "mixup (Zhang et al.): blend with a permuted partner, lambda ~ Beta(alpha, alpha)"
@@ -98,7 +100,7 @@ class Mixup(Mixer):
         return mixed, y * lam.view(-1, 1) + y[perm] * (1 - lam).view(-1, 1)
 
 
-@register
+@MIXERS.register()
 class CutMix(Mixer):
     name = "cutmix"
     description = "CutMix (Yun et al.): paste a box of a permuted partner; applied with probability prob"
@@ -133,7 +135,7 @@ class CutMix(Mixer):
         return mixed, y * kept + y[perm] * (1 - kept)
 
 
-@register
+@MIXERS.register()
 class Ricap(Mixer):
     name = "ricap"
     description = "RICAP (Takahashi et al.): patch four random crops of permuted images, beta = 0.3"
@@ -171,29 +173,10 @@ class Ricap(Mixer):
         return mixed, soft
 
 
-MIXERS: dict[str, str] = {name: cls.description for name, cls in _REGISTRY.items()}
-
-
-def _mixer_class(name: str) -> type[Mixer]:
-    if name not in _REGISTRY:
-        raise unknown_name("mixer", name, _REGISTRY)
-    return _REGISTRY[name]
-
-
-def mixer_params(name: str) -> dict:
-    """The parameters of mixer `name` with their defaults."""
-    return {k: p.default for k, p in _mixer_class(name).params.items()}
-
-
-def mixer_param_specs(name: str) -> dict[str, Param]:
-    """The declared parameters (default, range, help) of mixer `name`."""
-    return dict(_mixer_class(name).params)
-
-
 def make_mixer(name: str, num_classes: int, **params) -> Mixer:
     """The mixer `name` for `num_classes` classes, configured with `params` (RobenchError if bad).
 
-    The result is callable as `mixer(images, targets, generator=None, return_params=False)`; its
-    resolved parameters are `mixer.config`.
+    The result is callable as `mixer(images, targets, generator=None, seed=None,
+    return_params=False)`; its resolved parameters are `mixer.config`.
     """
-    return _mixer_class(name)(num_classes, **params)
+    return MIXERS.get(name).factory(num_classes, **params)

@@ -1,9 +1,10 @@
 """Augmentation policies as batched programs with per-sample randomness.
 
-`make_policy(name, **params)` returns a callable `policy(images, generator=None)`: images are uint8
-(N, 3, H, W) on any device; every image draws its own crop, ops, magnitudes and weights from
-`generator` (a torch.Generator on the images' device; the default generator when None). The
-output is uint8, except augmix, which returns float32 in [0, 1] (a convex mix of images).
+`make_policy(name, **params)` returns a callable `policy(images, generator=None, seed=None)`;
+every image draws its own crop, ops, magnitudes and weights from `generator` (a torch.Generator on
+the images' device; the default stream when None) or from a new one seeded with `seed`. Inputs and
+outputs follow the table in `robench.images`: uint8 in, uint8 out; floats in [0, 1] in, float32
+out; `dtype=torch.float32` asks for float32 whatever the input (AugMix's mix is then exact).
 `policy(images, generator, return_params=True)` also returns a dict of the per-sample draws, so
 tests (and curious users) can rebuild any image by hand.
 
@@ -12,7 +13,7 @@ Base crop+flip: every policy but none/standard/simple first applies the standard
 AugMix code and common CIFAR practice do; `base="none"` turns it off (e.g. to make two AugMix views
 of one already-cropped image for the JSD loss).
 
-Sources (see reference/augment.md): randaugment, autoaugment and trivialaugment follow torchvision's
+Sources (docs/faithfulness.md): randaugment, autoaugment and trivialaugment follow torchvision's
 RandAugment, AutoAugment(CIFAR10) and TrivialAugmentWide op spaces, magnitude tables and signs,
 but draw per image; augmix follows the official google-research/augmix code, not torchvision's
 AugMix (which shares one op chain per call and includes the colour ops by default).
@@ -24,9 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import RobenchError, unknown_name
+from ..errors import RobenchError
+from ..images import as_batch, generator_for
+from ..registry import Param, Registry, resolve_params
 from . import ops
-from .params import Param, resolve
 
 # ----------------------------------------------------------------------------- random draws
 # All draws go through these helpers so that every one uses the caller's generator and device.
@@ -78,15 +80,10 @@ def standard_crop_flip(x: Tensor, gen, draws: dict, pad: int = 4) -> Tensor:
 
 # ----------------------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, type["Policy"]] = {}
+POLICIES = Registry("policy")
 
 _BASE = Param("standard", "crop+flip applied before the policy", choices=("standard", "none"))
 _INTERP = Param("nearest", "resampling of the geometric ops", choices=("nearest", "bilinear"))
-
-
-def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
 
 
 class Policy:
@@ -95,10 +92,9 @@ class Policy:
     name: str = ""
     description: str = ""
     params: dict[str, Param] = {}
-    output_dtype = torch.uint8
 
     def __init__(self, **given):
-        self.config = resolve(f"policy '{self.name}'", self.params, given)
+        self.config = resolve_params(f"policy '{self.name}'", self.params, given)
         self.check()
 
     def check(self) -> None:
@@ -107,23 +103,24 @@ class Policy:
     def apply(self, x: Tensor, gen, draws: dict) -> Tensor:
         raise NotImplementedError
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None, return_params: bool = False):
-        """Augment uint8 images (N, 3, H, W). With return_params, also return a dict of the draws:
-        always "base" (the images after the base crop+flip, what the policy proper acted on), plus
-        the policy's per-image draws (crop_top/crop_left/flip, ops, params, ... see each policy)."""
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"policy '{self.name}' expects uint8 images (N, 3, H, W), got "
-                             f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}")
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None, seed: int | None = None,
+                 return_params: bool = False, dtype: torch.dtype | None = None):
+        """Augment images (see `robench.images` for the accepted inputs and what comes out). With
+        return_params, also return a dict of the draws: always "base" (the uint8 images after the
+        base crop+flip, what the policy proper acted on), plus the policy's per-image draws
+        (crop_top/crop_left/flip, ops, params, ... see each policy)."""
+        batch = as_batch(images, f"policy '{self.name}'")
+        generator = generator_for(batch.images.device, generator, seed, f"policy '{self.name}'")
         draws: dict = {}
-        x = images
+        x = batch.images
         if x.shape[0] == 0:  # nothing to draw for
             draws["base"] = x
-            out = x.to(self.output_dtype)
+            out = batch.restore(x, dtype)
             return (out, draws) if return_params else out
         if self.config.get("base") == "standard":  # policies with a `base` parameter
             x = standard_crop_flip(x, generator, draws)
         draws["base"] = x
-        out = self.apply(x, generator, draws)
+        out = batch.restore(self.apply(x, generator, draws), dtype)
         return (out, draws) if return_params else out
 
     def __repr__(self) -> str:
@@ -134,7 +131,7 @@ class Policy:
 # ----------------------------------------------------------------------------- simple policies
 
 
-@register
+@POLICIES.register()
 class NoAugment(Policy):
     name = "none"
     description = "no augmentation"
@@ -143,7 +140,7 @@ class NoAugment(Policy):
         return x
 
 
-@register
+@POLICIES.register()
 class Standard(Policy):
     """Random crop of the zero-padded image back to its size, then hflip with p = 0.5.
     Draws: crop_top, crop_left (0 .. 2 pad), flip."""
@@ -156,7 +153,7 @@ class Standard(Policy):
         return standard_crop_flip(x, gen, draws, self.config["pad"])
 
 
-@register
+@POLICIES.register()
 class Simple(Policy):
     """The Keras RandAugment tutorial's "simple" pipeline: RandomFlip("horizontal"),
     RandomRotation(0.02), RandomZoom(0.2, 0.2), with Keras' bilinear sampling and reflect fill.
@@ -187,7 +184,7 @@ class Simple(Policy):
         return ops.affine(x, m, c["interpolation"], padding)
 
 
-@register
+@POLICIES.register()
 class Cutout(Policy):
     """DeVries & Taylor's Cutout after crop+flip: one size x size zero square per image, its centre
     uniform over the image and the square clipped at the border. Draws: cutout_y, cutout_x."""
@@ -325,7 +322,7 @@ class _SpacePolicy(Policy):
         return [spec[0] for spec in self.space.values()]
 
 
-@register
+@POLICIES.register()
 class RandAugment(_SpacePolicy):
     """torchvision's RandAugment per image: num_ops ops drawn uniformly with replacement from 14,
     all at bin `magnitude`; signed ops are negated with p = 0.5. Draws: ops, negative, params (N, num_ops)."""
@@ -358,7 +355,7 @@ class RandAugment(_SpacePolicy):
         return ops.run_slots(x, op, param, self.op_names, c["interpolation"])
 
 
-@register
+@POLICIES.register()
 class TrivialAugment(_SpacePolicy):
     """torchvision's TrivialAugmentWide per image: one op of 14 and one magnitude bin, both uniform;
     signed ops negated with p = 0.5. Draws: ops, bins, negative, params (N,)."""
@@ -384,7 +381,7 @@ class TrivialAugment(_SpacePolicy):
         return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
 
 
-@register
+@POLICIES.register()
 class AutoAugment(_SpacePolicy):
     """AutoAugment's CIFAR-10 policy per image: one of 25 sub-policies, each of its two steps
     applied with its probability at its magnitude bin (10 bins); signed ops negated with p = 0.5.
@@ -456,7 +453,7 @@ def augmix_tables(table: dict, h: int, w: int, device) -> tuple[Tensor, ...]:
             torch.tensor([spec[3] for spec in specs], dtype=dtype, device=device))
 
 
-@register
+@POLICIES.register()
 class AugMix(Policy):
     """The official AugMix per image: `width` chains of `depth` ops (-1: 1..3 per chain), ops drawn
     with replacement, levels U(0.1, severity), signs +-1, chain weights Dirichlet(alpha), blend
@@ -465,7 +462,6 @@ class AugMix(Policy):
     weights (N, width), m (N,), op_names."""
 
     name = "augmix"
-    output_dtype = torch.float32
     description = "crop+flip, then AugMix (official code): 3 random op chains mixed with the image; float output"
     params = {
         "severity": Param(3, "op strength; levels are drawn from U(0.1, severity)", lo=1, hi=10),
@@ -540,29 +536,10 @@ class AugMix(Policy):
 
 # ----------------------------------------------------------------------------- public API
 
-POLICIES: dict[str, str] = {name: cls.description for name, cls in _REGISTRY.items()}
-
-
-def policy_params(name: str) -> dict:
-    """The parameters of policy `name` with their defaults."""
-    return {k: p.default for k, p in _policy_class(name).params.items()}
-
-
-def policy_param_specs(name: str) -> dict[str, Param]:
-    """The declared parameters (default, range/choices, help) of policy `name`."""
-    return dict(_policy_class(name).params)
-
-
-def _policy_class(name: str) -> type[Policy]:
-    if name not in _REGISTRY:
-        raise unknown_name("policy", name, _REGISTRY)
-    return _REGISTRY[name]
-
-
 def make_policy(name: str, **params) -> Policy:
     """The policy `name` configured with `params` (validated; RobenchError if unknown or bad).
 
-    The result is callable as `policy(images, generator=None, return_params=False)`; its resolved
-    parameters are `policy.config`.
+    The result is callable as `policy(images, generator=None, seed=None, return_params=False,
+    dtype=None)`; its resolved parameters are `policy.config`.
     """
-    return _policy_class(name)(**params)
+    return POLICIES.get(name).factory(**params)

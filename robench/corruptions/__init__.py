@@ -1,15 +1,21 @@
 """The 19 CIFAR-10-C corruptions as batched tensor programs.
 
-`corrupt(images, name, severity, seed=0)` takes uint8 (N, 3, H, W) on any device and returns the
-corrupted uint8 batch, same shape and device. Every image draws its own randomness from one
-`torch.Generator` seeded with `seed` on the images' device, so the result is a pure function of
-(images, name, severity, seed, device type). `robench eval` keys `seed` by fixed chunks of global
-test-set indices, so image k is corrupted identically whatever the batch size.
-
-The facts reproduced here are in the project's reference notes on the official generator; each
-module states the deliberate deviations.
+`corrupt(images, name, severity, seed=0)` corrupts a batch (or one image) on its device; see its
+docstring. The names, severities and the seeding of generated C-sets are the protocol
+(`robench.corruptions.protocol`, torch-free); the functions are in the registry `FUNCTIONS`.
+What is reproduced from the official generator, and every deliberate deviation, is in
+docs/faithfulness.md.
 """
 
-from robench.corruptions.registry import CORRUPTIONS, EXTRA, STANDARD, corrupt, get_corruption
+from robench.corruptions.protocol import CORRUPTIONS, EXTRA, SEVERITIES, STANDARD
 
-__all__ = ["CORRUPTIONS", "STANDARD", "EXTRA", "corrupt", "get_corruption"]
+__all__ = ["CORRUPTIONS", "STANDARD", "EXTRA", "SEVERITIES", "FUNCTIONS", "corrupt", "get_corruption"]
+
+
+def __getattr__(name: str):
+    # The engine imports torch; the protocol names above do not, so table tools stay light.
+    if name in ("FUNCTIONS", "corrupt", "get_corruption"):
+        from robench.corruptions import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'robench.corruptions' has no attribute '{name}'")

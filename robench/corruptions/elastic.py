@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.corruptions._ops import gaussian_filter_2d
-from robench.corruptions.registry import register
+from robench.corruptions.registry import FUNCTIONS
 
 # (alpha, sigma, affine jitter) as factors of IMSIZE: 32 * these are the CIFAR floats exactly.
 FACTORS = [(0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]
@@ -162,7 +162,7 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
     return (image.clamp_(0, 1) * 255).floor_().to(torch.uint8)
 
 
-@register("elastic_transform")
+@FUNCTIONS.register("elastic_transform")
 def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)

@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from robench.corruptions.registry import register
+from robench.corruptions.registry import FUNCTIONS
 
 QUALITY = (80, 65, 58, 50, 40)
 
@@ -329,6 +329,6 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     return ycc_to_rgb(luma, chroma[:, 0], chroma[:, 1])
 
 
-@register("jpeg_compression", random=False)
+@FUNCTIONS.register("jpeg_compression")
 def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     return jpeg_round_trip(images, QUALITY[severity - 1])

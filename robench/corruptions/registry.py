@@ -1,84 +1,64 @@
-"""Name -> corruption function registry, and the `corrupt()` entry point."""
+"""The corruption registry (name -> batched function) and the `corrupt()` entry point."""
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
-from robench.errors import RobenchError, unknown_name
+from robench.corruptions.protocol import CORRUPTIONS, check_severity
+from robench.images import as_batch, generator_for
+from robench.registry import Entry, Registry
 
-STANDARD = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog",
-    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
-)
-EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
-CORRUPTIONS = STANDARD + EXTRA
+# Each function is fn(images uint8 (N, 3, H, W), severity, generator, **options) -> uint8, same
+# shape. The modules below fill the registry with their decorators when it is first looked in.
+FUNCTIONS = Registry("corruption", modules=tuple(
+    f"robench.corruptions.{m}" for m in ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital", "jpeg")),
+    order=CORRUPTIONS)
+
 # On the CPU a batch is corrupted in pieces of about this many pixels per channel (256 images of
 # 32x32): the float64 intermediates stay in cache and skip the page faults of large fresh
 # allocations, 3-15x faster than one 10,000-image call. GPUs take the batch whole.
 CPU_PIECE_PIXELS = 1 << 18
 
-# Modules that define corruptions with @register; imported lazily on first use.
-_MODULES = ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital", "jpeg")
+
+def get_corruption(name: str) -> Entry:
+    """The registry entry of a corruption (its function is `.factory`)."""
+    return FUNCTIONS.get(name)
 
 
-@dataclass(frozen=True)
-class Corruption:
-    name: str
-    fn: Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
-    random: bool  # False for the 8 deterministic corruptions
+def corrupt(images: torch.Tensor, name: str, severity: int, seed: int | None = None, *,
+            generator: torch.Generator | None = None, frost: str = "auto") -> torch.Tensor:
+    """Corrupt images at severity 1..5, on their device.
 
-
-_REGISTRY: dict[str, Corruption] = {}
-
-
-def register(name: str, random: bool = True):
-    """Decorator: fn(images_uint8_nchw, severity, generator) -> uint8 tensor of the same shape."""
-
-    def wrap(fn):
-        _REGISTRY[name] = Corruption(name, fn, random)
-        return fn
-
-    return wrap
-
-
-def _load_all() -> None:
-    if len(_REGISTRY) < len(CORRUPTIONS):
-        for module in _MODULES:
-            importlib.import_module(f"robench.corruptions.{module}")
-
-
-def get_corruption(name: str) -> Corruption:
-    _load_all()
-    if name not in _REGISTRY:
-        raise unknown_name("corruption", name, CORRUPTIONS)
-    return _REGISTRY[name]
-
-
-def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """Corrupt a uint8 (N, 3, H, W) batch at severity 1..5; deterministic for (seed, device type)."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise RobenchError(
-            f"corrupt() needs uint8 images of shape (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
-        )
-    if severity not in (1, 2, 3, 4, 5):
-        raise RobenchError(f"severity must be 1..5, got {severity}")
-    corruption = get_corruption(name)
-    generator = torch.Generator(device=images.device)
-    generator.manual_seed(int(seed))
-    if images.shape[0] == 0:
-        return images.clone()
-    piece = max(1, CPU_PIECE_PIXELS // (images.shape[2] * images.shape[3]))
-    if images.device.type == "cpu" and images.shape[0] > piece:
+    `images` follow the table in `robench.images` (uint8 or float in [0, 1], a batch or one image;
+    the result has the input's convention). Every image draws its own randomness from `generator`,
+    or from a new one seeded with `seed` (0 when neither is given), so the result is a pure function
+    of (images, name, severity, seed, frost, device type). `frost` chooses the frost textures:
+    "official" (the five photographs; an error when they cannot be found), "procedural" (a
+    stand-in that needs no files) or "auto" (official when available); `resolve_frost` says which
+    one "auto" gives.
+    """
+    batch = as_batch(images, "corrupt()")
+    check_severity(severity)
+    function = FUNCTIONS.get(name).factory
+    if generator is None and seed is None:
+        seed = 0
+    generator = generator_for(batch.images.device, generator, seed, "corrupt()")
+    options = {"textures": frost} if name == "frost" else {}
+    x = batch.images
+    if x.shape[0] == 0:
+        return batch.restore(x.clone())
+    piece = max(1, CPU_PIECE_PIXELS // (x.shape[2] * x.shape[3]))
+    if x.device.type == "cpu" and x.shape[0] > piece:
         # The pieces draw from the one generator in turn, so the result is still a pure function
         # of (images, name, severity, seed).
-        out = torch.cat([corruption.fn(part, severity, generator) for part in images.split(piece)])
+        out = torch.cat([function(part, severity, generator, **options) for part in x.split(piece)])
     else:
-        out = corruption.fn(images, severity, generator)
-    assert out.dtype == torch.uint8 and out.shape == images.shape, name
-    return out
+        out = function(x, severity, generator, **options)
+    assert out.dtype == torch.uint8 and out.shape == x.shape, name
+    return batch.restore(out)
+
+
+def check_registry() -> None:
+    """Every protocol name has a function and no function lacks a name (a test calls this)."""
+    if tuple(FUNCTIONS) != CORRUPTIONS:
+        raise AssertionError(f"registered corruptions {tuple(FUNCTIONS)} differ from the protocol's {CORRUPTIONS}")

@@ -22,7 +22,7 @@ import torch
 
 from robench.corruptions._ops import finish, to_unit
 from robench.corruptions.blur import clipped_zoom, motion_blur_q16
-from robench.corruptions.registry import register
+from robench.corruptions.registry import FUNCTIONS
 
 # (mean, std, zoom, threshold, blur radius, blur sigma, mix)
 _PARAMS = (
@@ -34,7 +34,7 @@ _PARAMS = (
 )
 
 
-@register("snow")
+@FUNCTIONS.register("snow")
 def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, mix = _PARAMS[severity - 1]
     n, _, h, w = images.shape

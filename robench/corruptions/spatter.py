@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.corruptions._ops import gaussian_filter_2d, gaussian_kernel1d
-from robench.corruptions.registry import register
+from robench.corruptions.registry import FUNCTIONS
 
 # (mean, std, sigma, threshold, intensity, mud) per severity.
 SPATTER = [
@@ -266,7 +266,7 @@ def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Ten
     return out.clamp_(0, 1).mul_(255).floor_().to(torch.uint8)
 
 
-@register("spatter")
+@FUNCTIONS.register("spatter")
 def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     # Standard normal draws in float32 (6x faster than float64 on CPU; the same distribution).

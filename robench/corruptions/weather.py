@@ -22,7 +22,7 @@ import torch
 
 from robench.corruptions import frost_textures
 from robench.corruptions._ops import to_unit
-from robench.corruptions.registry import register
+from robench.corruptions.registry import FUNCTIONS
 
 # (image weight, frost weight) per severity.
 FROST = [(1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)]
@@ -36,7 +36,7 @@ def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.minimum((u * high).long(), high - 1)
 
 
-@register("frost")
+@FUNCTIONS.register("frost")
 def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     image_weight, frost_weight = FROST[severity - 1]
@@ -90,7 +90,7 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generato
     return grid
 
 
-@register("fog")
+@FUNCTIONS.register("fog")
 def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     strength, decay = FOG[severity - 1]

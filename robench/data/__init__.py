@@ -1,5 +1,5 @@
 """Datasets as uint8 tensors: a registry of loaders, official C-sets, and the device-resident loader."""
 
-from robench.data.registry import DATASETS, Split, dataset_info, load_split
+from robench.data.registry import DATASETS, Split, load_split
 
-__all__ = ["DATASETS", "Split", "dataset_info", "load_split"]
+__all__ = ["DATASETS", "Split", "load_split"]

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robench.corruptions.protocol import SEVERITIES, generated_batches
 from robench.data.download import data_dir, extract_tar, fetch
 from robench.errors import RobenchError
-
-SEVERITIES = 5
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,10 @@ class OfficialCSet:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.labels_all = self._load("labels")
-        if self.labels_all.ndim != 1 or self.labels_all.shape[0] % SEVERITIES:
+        if self.labels_all.ndim != 1 or self.labels_all.shape[0] % len(SEVERITIES):
             raise RobenchError(f"{self.folder / 'labels.npy'} has shape {self.labels_all.shape}, "
                                f"expected (5*N,); re-download the C-set")
-        self.n = self.labels_all.shape[0] // SEVERITIES
+        self.n = self.labels_all.shape[0] // len(SEVERITIES)
 
     def _load(self, name: str) -> np.ndarray:
         path = self.folder / f"{name}.npy"
@@ -103,10 +102,10 @@ class OfficialCSet:
 
     def images(self, corruption: str, severity: int) -> torch.Tensor:
         array = self._load(corruption)
-        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != SEVERITIES * self.n or array.shape[3] != 3:
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != len(SEVERITIES) * self.n or array.shape[3] != 3:
             raise RobenchError(
                 f"{self.folder / corruption}.npy has {array.dtype} {array.shape}, expected uint8 "
-                f"({SEVERITIES * self.n}, H, W, 3); re-download the C-set"
+                f"({len(SEVERITIES) * self.n}, H, W, 3); re-download the C-set"
             )
         rows = array[(severity - 1) * self.n : severity * self.n]
         return torch.from_numpy(np.array(rows)).permute(0, 3, 1, 2).contiguous()  # copy out of the memmap
@@ -121,18 +120,16 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
     --source generated` draws them (same chunk-keyed seeds), so evaluating these files gives the
     same numbers. Each file is filled through a temporary memmap and renamed when complete.
     """
-    from robench.evaluate import generated_batches
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n, _, h, w = images.shape
     label_dtype = np.uint8 if int(labels.max()) < 256 else np.int64
-    _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), SEVERITIES))
+    _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), len(SEVERITIES)))
     for name in corruptions:
         tmp = out / f".{name}.npy.partial"
         try:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(SEVERITIES * n, h, w, 3))
-            for severity in range(1, SEVERITIES + 1):
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
+            for severity in SEVERITIES:
                 for start, batch in generated_batches(images, name, severity, seed, batch_size):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()

@@ -1,18 +1,19 @@
 """Dataset registry: name -> loader of a split as uint8 (N, 3, H, W) images and int64 labels.
 
 Each loader returns the whole split in memory (CIFAR-sized data is small); the trainer moves it to
-the device once. `hf:<repo-id>` names are resolved by the Hugging Face loader.
+the device once. A loader is `load(name, train, **options) -> Split`; its module is imported only
+when the dataset is used. `hf:<repo-id>` names are one family, served by the Hugging Face loader.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from robench.errors import RobenchError, unknown_name
+from robench.errors import RobenchError
+from robench.registry import Registry
 
 
 @dataclass
@@ -32,40 +33,33 @@ class Split:
         return self.images.shape[0]
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    description: str
-    module: str  # robench.data.<module> defines load(name, train, **options) -> Split
-    cset: str | None = None  # the official corruption release for its test set, if any
+def _loader(module: str):
+    """The `load` function of robench.data.<module>, imported on the first call."""
+
+    def load(name: str, train: bool, **options) -> Split:
+        return importlib.import_module(f"robench.data.{module}").load(name, train, **options)
+
+    return load
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in (
-        DatasetInfo("cifar10", "CIFAR-10 (50k/10k, 32x32, 10 classes), downloaded from cs.toronto.edu", "cifar", "cifar10-c"),
-        DatasetInfo("cifar100", "CIFAR-100 (50k/10k, 32x32, 100 fine classes), downloaded from cs.toronto.edu", "cifar", "cifar100-c"),
-        DatasetInfo("shapes10", "embedded: 10 procedurally drawn shapes on textured backgrounds, 20k/2k, no download", "shapes"),
-        DatasetInfo("fashion-mnist", "Fashion-MNIST (60k/10k, 28x28 grey -> 32x32 RGB); Debian package dataset-fashion-mnist", "idx"),
-        DatasetInfo("mnist", "MNIST (60k/10k, 28x28 grey -> 32x32 RGB)", "idx"),
-        DatasetInfo("hf:<repo-id>", "any Hugging Face image dataset (pip install 'robench[hf]'); --image-column/--label-column", "hf"),
-    )
-}
+DATASETS = Registry("dataset")
+DATASETS.add("cifar10", _loader("cifar"), "CIFAR-10 (50k/10k, 32x32, 10 classes), downloaded from cs.toronto.edu")
+DATASETS.add("cifar100", _loader("cifar"), "CIFAR-100 (50k/10k, 32x32, 100 fine classes), downloaded from cs.toronto.edu")
+DATASETS.add("shapes10", _loader("shapes"),
+             "embedded: 10 procedurally drawn shapes on textured backgrounds, 20k/2k, no download")
+DATASETS.add("fashion-mnist", _loader("idx"),
+             "Fashion-MNIST (60k/10k, 28x28 grey -> 32x32 RGB); Debian package dataset-fashion-mnist")
+DATASETS.add("mnist", _loader("idx"), "MNIST (60k/10k, 28x28 grey -> 32x32 RGB)")
+DATASETS.add("hf:<repo-id>", _loader("hf"), "any Hugging Face image dataset (pip install 'robench[hf]'); "
+             "--image-column, --label-column, --image-size")
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name.startswith("hf:"):
-        if len(name) <= 3:
-            raise RobenchError("hf: needs a dataset id, e.g. --dataset hf:uoft-cs/cifar10")
-        return DatasetInfo(name, "Hugging Face dataset", "hf")
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, [n for n in DATASETS])
-    return DATASETS[name]
-
-
-def load_split(name: str, train: bool, **options) -> Split:
-    """Load the train (train=True) or test split of a registered dataset."""
-    info = dataset_info(name)
-    module = importlib.import_module(f"robench.data.{info.module}")
-    loader: Callable[..., Split] = module.load
-    return loader(name, train, **options)
+def load_split(name: str, train: bool, limit: int | None = None, **options) -> Split:
+    """The train (train=True) or test split of a registered dataset; with `limit`, only its first
+    `limit` images (the one place a limit is applied; loaders may use it to make less)."""
+    if limit is not None and limit < 1:
+        raise RobenchError(f"a limit of images must be at least 1, got {limit}")
+    split = DATASETS.get(name).factory(name, train, limit=limit, **options)
+    if limit is not None and len(split) > limit:
+        split.images, split.labels = split.images[:limit], split.labels[:limit]
+    return split

@@ -1,21 +1,22 @@
+"""Model registry: name -> constructor(num_classes) of a backbone, wrapped by `build_model` in
+the input normalisation every robench model carries."""
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from robench.errors import unknown_name
 from robench.models.resnet import resnet18
 from robench.models.small_cnn import small_cnn
 from robench.models.wide_resnet import wrn_40_2
+from robench.registry import Registry
 
-# name -> (constructor(num_classes) -> nn.Module, description)
-MODELS: dict[str, tuple[Callable[[int], nn.Module], str]] = {
-    "resnet18": (resnet18, "CIFAR ResNet-18 (3x3 stem, no max-pool), 11.2M params"),
-    "wrn-40-2": (wrn_40_2, "Wide ResNet 40-2 of the AugMix paper, 2.2M params"),
-    "small-cnn": (small_cnn, "small fast CNN for CPU work (6 conv layers, 16-32-64 channels, 0.07M params)"),
-}
+MODELS = Registry("model")
+MODELS.add("resnet18", resnet18, "CIFAR ResNet-18 (3x3 stem, no max-pool), 11.2M params")
+MODELS.add("wrn-40-2", wrn_40_2, "Wide ResNet 40-2 of the AugMix paper, 2.2M params")
+MODELS.add("small-cnn", small_cnn, "small fast CNN for CPU work (6 conv layers, 16-32-64 channels, 0.07M params)")
 
 
 class Normalized(nn.Module):
@@ -34,7 +35,5 @@ class Normalized(nn.Module):
 
 
 def build_model(name: str, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)) -> nn.Module:
-    if name not in MODELS:
-        raise unknown_name("model", name, MODELS)
-    backbone = MODELS[name][0](num_classes)
+    backbone = MODELS.create(name, num_classes)
     return Normalized(backbone, mean, std).to(memory_format=torch.channels_last)
