@@ -5,7 +5,7 @@
     mixer = make_mixer("cutmix", num_classes=10)
     images, soft_targets = mixer(images, labels, generator=g)
 
-See DESIGN.md for the contracts and reference/augment.md for the definitions reproduced.
+See policies.py and mixers.py for the contracts and docs/faithfulness.md for the definitions reproduced.
 """
 
 from .mixers import MIXERS, make_mixer, mixer_param_specs, mixer_params

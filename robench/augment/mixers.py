@@ -8,7 +8,7 @@ be uint8 (divided by 255) or float in [0, 1]; targets are class indices (N,) or 
 Per-batch or per-sample: the papers and their CIFAR code draw ONE lambda (one box, one RICAP
 boundary) per batch, shared by all its images, and mix each image with a partner from one random
 permutation. That is our default (`per_sample=False`), because robench's recipes reproduce the
-published numbers and principle 3 puts faithfulness first; `per_sample=True` draws a lambda (box,
+published numbers (faithful first, see docs/faithfulness.md); `per_sample=True` draws a lambda (box,
 boundary, and for cutmix the coin) for every image, a stronger, lower-variance variant.
 """
 

@@ -12,7 +12,7 @@ Base crop+flip: every policy but none/standard/simple first applies the standard
 AugMix code and common CIFAR practice do; `base="none"` turns it off (e.g. to make two AugMix views
 of one already-cropped image for the JSD loss).
 
-Sources (see reference/augment.md): randaugment, autoaugment and trivialaugment follow torchvision's
+Sources (see docs/faithfulness.md): randaugment, autoaugment and trivialaugment follow torchvision's
 RandAugment, AutoAugment(CIFAR10) and TrivialAugmentWide op spaces, magnitude tables and signs,
 but draw per image; augmix follows the official google-research/augmix code, not torchvision's
 AugMix (which shares one op chain per call and includes the colour ops by default).

@@ -6,7 +6,7 @@ corrupted uint8 batch, same shape and device. Every image draws its own randomne
 (images, name, severity, seed, device type). `robench eval` keys `seed` by fixed chunks of global
 test-set indices, so image k is corrupted identically whatever the batch size.
 
-The facts reproduced here are in the project's reference notes on the official generator; each
+What is reproduced from the official generator is described in docs/faithfulness.md; each
 module states the deliberate deviations.
 """
 
