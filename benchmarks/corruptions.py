@@ -24,8 +24,8 @@ from robench.errors import RobenchError
 
 # The official generator (one CPU process, PIL/OpenCV/scikit-image per image) needs about
 # 17 minutes for all 19 corruptions x 5 severities x 10,000 CIFAR images, i.e. ~930 images/s
-# averaged over the corruptions. This figure was supplied with the project's task notes; it is
-# not measured by this script (and not stated in reference/cifar10c.md).
+# averaged over the corruptions. This figure is an outside estimate of the generator's speed; it
+# is not measured by this script.
 REFERENCE_SECONDS = 17 * 60
 REFERENCE_IMAGES = 19 * 5 * 10_000
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden" / "cifar10c" / "inputs.npy"

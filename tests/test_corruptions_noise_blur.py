@@ -117,7 +117,7 @@ def test_speckle_noise_spares_black():
 
 def test_defocus_kernels_are_the_reference_numbers():
     """Severity 1: r = 0.3 leaves one pixel, blurred by a 3x3 Gaussian (sigma 0.4) in float32;
-    severity 4: a 5-pixel plus blurred with sigma 0.2 (reference notes, computed by OpenCV)."""
+    severity 4: a 5-pixel plus blurred with sigma 0.2 (docs/faithfulness.md, computed by OpenCV)."""
     k = disk_kernel(0.3, 0.4)
     assert k.shape == (3, 3) and k.dtype == torch.float32
     assert k[1, 1].item() == pytest.approx(0.84497315, abs=1e-8)

@@ -1,6 +1,6 @@
 """snow: a thresholded, zoomed noise layer smeared by a motion blur, added twice over a brightened image.
 
-Steps (reference §3.8), per image with its own draws:
+Steps (the generator's, see docs/faithfulness.md), per image with its own draws:
 1. layer ~ N(mean, std) per pixel (one grey layer, shared by the channels);
 2. clipped_zoom by `zoom` (bigger flakes), values below `threshold` set to 0;
 3. to 8 bits by truncation, ImageMagick motion blur at an angle U(-135, -45) degrees (streaks fall
