@@ -148,6 +148,14 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
             raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
     if source == "generated":
         images = images.to(device)  # generated corruptions run on the device
+    frost_source = None
+    if source == "generated" and "frost" in names:
+        from robench.corruptions.frost_textures import resolve_frost
+
+        frost_source = resolve_frost("auto")  # frost's default choice; recorded in the .json
+        if frost_source == "procedural":
+            echo("warning: frost textures unavailable; using the procedural stand-in, so frost results "
+                 "are not comparable to CIFAR-10-C")
 
     rows = []
     cells = [("clean", 0)] + [(c, s) for c in names for s in severities]
@@ -175,10 +183,8 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     meta = {"dataset": dataset, "source": source, "seed": cfg.seed, "n": n, "corruptions": names,
             "severities": severities, "device": device_name(device), "seconds": round(seconds, 2),
             "images_per_s": round(n * len(cells) / seconds, 1), "c_dir": str(folder) if folder else None}
-    if source == "generated" and "frost" in names:
-        from robench.corruptions.frost_textures import texture_source
-
-        meta["frost_textures"] = texture_source()
+    if frost_source is not None:
+        meta["frost_textures"] = frost_source
     write_json(out.with_suffix(".json"), meta)
     clean_error = float(rows[0]["error"]) if rows and rows[0]["corruption"] == "clean" else float("nan")
     echo(f"clean error {clean_error:.2f}%  ({n * len(cells) / seconds:,.0f} img/s, {seconds:.1f}s) -> {out}")
