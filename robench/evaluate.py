@@ -116,6 +116,7 @@ def _frost_source(cfg: EvalConfig, names: list[str], source: str, echo) -> str |
 
     frost = resolve_frost(cfg.frost)
     if frost != cfg.frost:
-        echo(f"note: the official frost photographs are not available; frost uses the procedural stand-in "
-             f"(recorded in the eval files; `robench data download frost` or --frost official to insist)")
+        echo("warning: the official frost photographs are not available, so frost uses the procedural stand-in "
+             "and its errors are not comparable to CIFAR-10-C (recorded in the eval files; --frost official "
+             "says how to get them)")
     return frost

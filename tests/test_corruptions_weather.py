@@ -2,13 +2,15 @@
 
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from robench.corruptions import corrupt, frost_textures
-from robench.corruptions.weather import plasma_fractal
+from robench.corruptions.frost_textures import resolve_frost, texture_bank
+from robench.corruptions.weather import frost, plasma_fractal
 from robench.data import download
 from robench.errors import RobenchError
 
@@ -28,22 +30,60 @@ def frost_dir(shared_dir, tmp_path, monkeypatch):
     frost_textures.clear_cache()
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
-    """An empty data dir and no network: frost must fall back to the procedural textures.
-    Yields the list of attempted downloads."""
+def no_fetch_recorder(monkeypatch) -> list:
+    """Make every download fail as if offline; returns the list of attempted URLs."""
     attempts = []
 
     def no_fetch(url, dest, md5, what, size=None, **_):
         attempts.append(url)
         raise RobenchError(f"{what}: cannot download {url} (offline)")
 
-    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "empty"))
     monkeypatch.setattr(download, "fetch", no_fetch)
+    return attempts
+
+
+@pytest.fixture
+def no_photographs(tmp_path, monkeypatch):
+    """An empty data dir and no network. Yields the list of attempted downloads."""
+    attempts = no_fetch_recorder(monkeypatch)
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "empty"))
     download.set_data_dir(None)
     frost_textures.clear_cache()
     yield attempts
     frost_textures.clear_cache()
+
+
+@pytest.fixture
+def offline(no_photographs, monkeypatch):
+    """No photographs anywhere: also hides an installed imagecorruptions package."""
+    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [])
+    return no_photographs
+
+
+def shared_frost(shared_dir):
+    """The real photographs in shared/frost (read by tests, never committed); skip when absent."""
+    if not (shared_dir / "frost").is_dir():
+        pytest.skip(f"{shared_dir / 'frost'} not found")
+    return shared_dir / "frost"
+
+
+def fake_package(root, shared_dir, corrupt_name=None):
+    """An importable-looking imagecorruptions under root holding copies of the shared photographs,
+    with one byte of `corrupt_name` flipped. Importing it fails, so using it must not import it."""
+    originals = shared_frost(shared_dir)
+    package = root / "imagecorruptions"
+    (package / "frost").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('robench must not import imagecorruptions')\n")
+    for name in FROST_FILES:
+        data = bytearray((originals / name).read_bytes())
+        if name == corrupt_name:
+            data[len(data) // 2] ^= 0xFF
+        (package / "frost" / name).write_bytes(bytes(data))
+    return root
+
+
+def run_frost(images, textures, seed=0, severity=3):
+    return frost(images, severity, torch.Generator().manual_seed(seed), textures=textures)
 
 
 def golden_inputs(shared_dir) -> torch.Tensor:
@@ -71,7 +111,7 @@ def check_golden_stats(shared_dir, name: str, copies: int = 4) -> None:
 
 def test_frost_matches_golden_statistics(frost_dir, shared_dir):
     check_golden_stats(shared_dir, "frost")
-    assert frost_textures.texture_source() == "hendrycks/robustness"
+    assert resolve_frost("auto") == "official"
 
 
 def test_fog_matches_golden_statistics(shared_dir):
@@ -113,19 +153,126 @@ def test_frost_is_a_weighted_sum_with_a_window_of_a_texture(frost_dir):
     assert len(used) >= 3  # several textures get drawn
 
 
-def test_frost_offline_falls_back_to_procedural_with_one_warning(offline, capfd, tmp_path, monkeypatch):
+def test_frost_auto_offline_uses_procedural_silently_and_downloads_once(offline, capfd, tmp_path, monkeypatch):
     images = torch.full((4, 3, 32, 32), 100, dtype=torch.uint8)
-    out = corrupt(images, "frost", 3, seed=0)
-    assert frost_textures.texture_source() == "procedural"
+    out = corrupt(images, "frost", 3, seed=0)  # frost's default choice is "auto"
+    assert resolve_frost("auto") == "procedural"
+    assert torch.equal(out, run_frost(images, "procedural", seed=0))
     assert len(offline) == 1
-    # Another empty data dir in the same process: no second download attempt, no second warning.
+    # Another empty data dir in the same process: no second wait for the network.
     monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "other"))
     corrupt(images, "frost", 3, seed=1)
-    assert len(offline) == 1 and frost_textures.texture_source() == "procedural"
-    err = capfd.readouterr().err
-    assert err.count("\n") == 1 and "procedural" in err and "frost" in err
+    assert len(offline) == 1 and resolve_frost("auto") == "procedural"
+    assert capfd.readouterr().err == ""  # warning about the fallback is the caller's job
     assert out.dtype == torch.uint8 and out.shape == images.shape
     assert (out.double().mean() - 100).abs() > 5  # frost lightens/darkens noticeably
+
+
+def test_frost_choice_must_be_known():
+    assert frost_textures.FROST_TEXTURES == ("auto", "official", "procedural")
+    with pytest.raises(RobenchError, match="auto, official, procedural") as e:
+        resolve_frost("photos")
+    assert "\n" not in str(e.value)
+    with pytest.raises(RobenchError, match="photos"):
+        run_frost(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "photos")
+
+
+def test_procedural_never_reads_the_data_dir_or_network_and_is_deterministic(monkeypatch):
+    def forbidden(*_, **__):
+        raise AssertionError("procedural frost touched the disk or network")
+
+    monkeypatch.setattr(download, "fetch", forbidden)
+    monkeypatch.setattr(download, "md5sum", forbidden)
+    monkeypatch.setattr(frost_textures, "_data_dir", forbidden)
+    monkeypatch.setattr(frost_textures, "package_frost_dirs", forbidden)
+    monkeypatch.setattr(frost_textures, "_decode", forbidden)
+    frost_textures.clear_cache()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    assert resolve_frost("procedural") == "procedural"
+    out = run_frost(images, "procedural")
+    assert torch.equal(out, run_frost(images, "procedural"))
+    frost_textures.clear_cache()  # regenerated from scratch: the same textures
+    assert torch.equal(out, run_frost(images, "procedural"))
+    assert (out.int() - images.int()).abs().float().mean() > 5
+
+
+def test_official_unavailable_raises_one_line_every_time(offline, tmp_path):
+    images = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
+    for _ in range(2):  # a remembered failed download does not make "official" mean anything else
+        with pytest.raises(RobenchError) as e:
+            run_frost(images, "official")
+        message = str(e.value)
+        assert "\n" not in message and "frost" in message
+        assert str(tmp_path / "empty" / "frost") in message
+        assert "pip install imagecorruptions --no-deps" in message and "--frost procedural" in message
+        with pytest.raises(RobenchError):
+            resolve_frost("official")
+    assert len(offline) == 1  # the network is tried once per process
+
+
+def test_auto_resolves_to_procedural_without_photographs_and_official_once_they_arrive(offline, shared_dir, tmp_path):
+    assert resolve_frost("auto") == "procedural"
+    # No sticky fallback: the photographs copied into the data dir are used from then on.
+    shutil.copytree(shared_frost(shared_dir), tmp_path / "empty" / "frost")
+    assert resolve_frost("auto") == "official"
+    assert resolve_frost("official") == "official"
+    assert len(offline) == 1
+
+
+def test_auto_and_official_use_the_data_dir_without_the_network(frost_dir, monkeypatch):
+    attempts = no_fetch_recorder(monkeypatch)
+    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [])
+    assert resolve_frost("auto") == "official" and resolve_frost("official") == "official"
+    assert attempts == []
+
+
+def test_a_corrupt_file_in_the_data_dir_is_not_used(frost_dir, monkeypatch):
+    attempts = no_fetch_recorder(monkeypatch)
+    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [])
+    path = frost_dir / "frost" / "frost4.jpg"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert resolve_frost("auto") == "procedural"
+    with pytest.raises(RobenchError, match="frost4.jpg does not match its md5; delete it"):
+        resolve_frost("official")
+    assert attempts == []  # a wrong file already there is named, not downloaded over
+
+
+def test_an_installed_imagecorruptions_package_is_found_without_importing_it(no_photographs, shared_dir, tmp_path, monkeypatch):
+    attempts = no_photographs
+    monkeypatch.syspath_prepend(str(fake_package(tmp_path / "site", shared_dir)))
+    assert resolve_frost("official") == "official" and resolve_frost("auto") == "official"
+    assert "imagecorruptions" not in sys.modules and attempts == []
+    # Used: the 32-px bank is the shared photographs subsampled.
+    from PIL import Image
+
+    bank = texture_bank(32, 32, "cpu", "official")
+    with Image.open(shared_dir / "frost" / "frost1.png") as image:
+        expected = torch.from_numpy(np.asarray(image.convert("RGB"))[2::5, 2::5].copy())
+    h, w = bank.sizes[0].tolist()
+    assert torch.equal(bank.textures[0, :h, :w], expected)
+
+
+def test_an_imagecorruptions_copy_with_a_corrupt_byte_is_rejected(no_photographs, shared_dir, tmp_path, monkeypatch):
+    attempts = no_photographs
+    monkeypatch.syspath_prepend(str(fake_package(tmp_path / "site", shared_dir, corrupt_name="frost3.png")))
+    assert frost_textures.package_frost_dirs() == [tmp_path / "site" / "imagecorruptions" / "frost"]  # it is seen...
+    with pytest.raises(RobenchError):
+        resolve_frost("official")  # ...but not trusted
+    assert resolve_frost("auto") == "procedural"
+    assert len(attempts) == 1  # only frost3.png is missing, so only it is downloaded
+    assert attempts[0].endswith("frost3.png")
+
+
+def test_official_and_procedural_frost_differ_and_each_is_deterministic(frost_dir):
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    official = run_frost(images, "official")
+    procedural = run_frost(images, "procedural")
+    assert not torch.equal(official, procedural)
+    assert torch.equal(official, run_frost(images, "official"))
+    assert torch.equal(procedural, run_frost(images, "procedural"))
+    assert torch.equal(official, run_frost(images, "auto"))  # the photographs are available
 
 
 def test_procedural_textures_resemble_the_photographs():

@@ -1,29 +1,48 @@
-"""The frost photographs behind the frost corruption, and a procedural stand-in for offline use.
+"""The frost photographs behind the frost corruption, and a procedural stand-in, chosen explicitly.
 
 The generator blends crops of five photographs (frost1.png .. frost5.jpg; frost6 is never drawn).
-They are not ours to ship, so they are fetched on first use from their public source,
-hendrycks/robustness on GitHub, md5-verified and cached under `<data dir>/frost/`. Decoding uses
-Pillow once per process (not on the hot path); the shrunk textures are cached per device.
+They are not ours to ship. The caller picks one of `FROST_TEXTURES`:
 
-Offline and with no cached copy, a deterministic procedural frost (smooth clouds plus bright
-needle-like crystals, tinted and scaled to each photograph's colour mean and contrast) stands in,
-with one warning line on stderr. `texture_source()` says which one was used, so results can record it.
+- "official": the five photographs, each md5-verified, looked for in this order: the cache
+  `<data dir>/frost/`; an installed `imagecorruptions` package (its `frost/` folder, found without
+  importing it, since importing it imports cv2, scipy and scikit-image); a download from their
+  public source, hendrycks/robustness on GitHub, into the cache. If none works, a one-line
+  `RobenchError` says how to get them.
+- "procedural": a deterministic stand-in (smooth clouds plus bright needle-like crystals, tinted
+  and scaled to each photograph's colour mean and contrast); never touches the disk or network.
+- "auto": "official" when that search succeeds, else "procedural".
+
+`resolve_frost(choice)` returns the concrete source ("official" or "procedural") for results to
+record; telling the user about a fallback is the caller's job. The same choice always gives the same
+textures: nothing here remembers a fallback. Only a failed download is remembered for the rest of
+the process so that nobody waits for the network twice; an explicit "official" then still raises.
+
+imagecorruptions 1.1.2 (PyPI wheel, the latest release, checked): its frost1.png .. frost5.jpg are
+byte-identical to the official files (the md5s in `FILES` below), and so is its frost6.jpg.
+`pip install imagecorruptions --no-deps` installs them without its heavy dependencies.
+
+Decoding uses Pillow once per process (not on the hot path); the shrunk textures are cached per
+size and device.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-import sys
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from robench.errors import RobenchError
+from robench.errors import RobenchError, unknown_name
 
-SOURCE = "hendrycks/robustness"
+FROST_TEXTURES = ("auto", "official", "procedural")
+OFFICIAL = "official"
 PROCEDURAL = "procedural"
+PACKAGE = "imagecorruptions"  # the PyPI package whose wheel ships the photographs
 _URL = "https://raw.githubusercontent.com/hendrycks/robustness/master/ImageNet-C/create_c/{}"
 
 # name, md5, bytes, (height, width) of the decoded photograph.
@@ -36,7 +55,7 @@ FILES = (
 )
 
 # Colour mean and standard deviation (RGB, 0..255) of each photograph after the 0.2 shrink: the
-# procedural stand-in is scaled to these so that frost keeps its strength when offline.
+# procedural stand-in is scaled to these so that frost keeps its strength without the photographs.
 _STATS = (
     ((77.5, 149.0, 165.7), (26.8, 16.4, 15.3)),
     ((200.8, 205.4, 214.5), (21.4, 22.1, 22.6)),
@@ -54,20 +73,23 @@ class TextureBank:
     sizes: torch.Tensor  # (5, 2) int64: height, width of each texture
 
 
-_originals: dict[Path, tuple[list[torch.Tensor], str]] = {}
+# Caches that never change a result: every verified copy of a photograph has the same bytes, so
+# decoded photographs are keyed by name and banks by (source, size, device).
+_checked: dict[str, tuple[tuple[int, int], bool]] = {}  # path -> ((size, mtime_ns), md5 matched)
+_photographs: dict[str, torch.Tensor] = {}
+_procedural: list[torch.Tensor] = []
 _banks: dict[tuple, TextureBank] = {}
-_procedural: list[torch.Tensor] = []  # generated once per process
-_download_failed = False  # then other data dirs use only files already there (no second wait)
-_warned = False
+_download_error: str | None = None  # why a download failed; not retried in this process
 
 
 def clear_cache() -> None:
-    """Forget loaded textures, a failed download and the offline warning (for tests that switch
-    the data dir)."""
-    global _warned, _download_failed
-    _originals.clear()
+    """Forget the caches and a failed download (for tests)."""
+    global _download_error
+    _checked.clear()
+    _photographs.clear()
+    _procedural.clear()
     _banks.clear()
-    _warned = _download_failed = False
+    _download_error = None
 
 
 def _data_dir() -> Path:
@@ -76,7 +98,96 @@ def _data_dir() -> Path:
     return data_dir()
 
 
-def _decode(path: Path) -> torch.Tensor:
+def _matches(path: str, md5: str) -> bool:
+    """Whether `path` is a file with the official md5. Frost looks the photographs up on every call,
+    so each version of a file (size, mtime) is hashed once, and paths are plain strings (pathlib
+    would cost more than the five stat()s)."""
+    from robench.data.download import md5sum
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    version = (info.st_size, info.st_mtime_ns)
+    if path not in _checked or _checked[path][0] != version:
+        _checked[path] = (version, stat.S_ISREG(info.st_mode) and md5sum(Path(path)) == md5)
+    return _checked[path][1]
+
+
+def package_frost_dirs() -> list[Path]:
+    """The `frost/` folders of an installed imagecorruptions package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(PACKAGE)
+    except (ImportError, ValueError):
+        return []
+    locations = spec.submodule_search_locations if spec is not None else None
+    return [Path(location) / "frost" for location in locations or ()]
+
+
+def _first_match(folders: list[str], name: str, md5: str) -> str | None:
+    """The first folders/name with the official md5 (a file that differs is ignored)."""
+    for folder in folders:
+        path = os.path.join(folder, name)
+        if _matches(path, md5):
+            return path
+    return None
+
+
+def _official_paths() -> list[str]:
+    """The verified photographs, searched in order: the data-dir cache, imagecorruptions, a download.
+    Raises a one-line RobenchError when they cannot all be found."""
+    global _download_error
+    folder = _data_dir() / "frost"
+    cache = str(folder)
+    found = [_first_match([cache], name, md5) for name, md5, *_ in FILES]
+    if not all(found):
+        # The package is looked up only when the cache lacks a file: the usual call costs 5 stat()s.
+        folders = [cache] + [str(d) for d in package_frost_dirs()]
+        found = [_first_match(folders, name, md5) for name, md5, *_ in FILES]
+    if all(found):
+        return found
+    missing = [i for i, path in enumerate(found) if path is None]
+    stale = [folder / FILES[i][0] for i in missing if (folder / FILES[i][0]).exists()]
+    if stale:
+        # fetch() keeps a file that is already there, so a wrong one must go first.
+        problem = f"{stale[0]} does not match its md5; delete it"
+    else:
+        if _download_error is None:
+            from robench.data import download
+
+            try:
+                for i in missing:
+                    name, md5, size, _ = FILES[i]
+                    found[i] = str(download.fetch(_URL.format(name), folder / name, md5, f"frost texture {name}", size))
+                return found
+            except (RobenchError, OSError) as e:
+                _download_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+        problem = f"download failed: {_download_error}"
+    raise RobenchError(
+        f"frost textures: the official photographs are neither in {folder} nor in an installed "
+        f"{PACKAGE} package ({problem}); run `pip install {PACKAGE} --no-deps`, copy "
+        f"frost1.png..frost5.jpg into {folder}/, or use --frost procedural"
+    )
+
+
+def resolve_frost(choice: str) -> str:
+    """The source that frost textures `choice` (one of FROST_TEXTURES) uses: "official" or
+    "procedural". "official" raises a one-line RobenchError when the photographs are unavailable;
+    "auto" then resolves to "procedural"."""
+    if choice not in FROST_TEXTURES:
+        raise unknown_name("frost textures", choice, FROST_TEXTURES)
+    if choice == PROCEDURAL:
+        return PROCEDURAL
+    try:
+        _official_paths()
+    except RobenchError:
+        if choice == OFFICIAL:
+            raise
+        return PROCEDURAL
+    return OFFICIAL
+
+
+def _decode(path: str) -> torch.Tensor:
     """A photograph as uint8 (H, W, 3) RGB; any alpha channel is dropped, as cv2.imread does."""
     from PIL import Image
 
@@ -85,42 +196,16 @@ def _decode(path: Path) -> torch.Tensor:
         return torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, 3)
 
 
-def _fetch_all(folder: Path) -> list[torch.Tensor]:
-    from robench.data.download import fetch
-
-    paths = [fetch(_URL.format(name), folder / name, md5, f"frost texture {name}", size) for name, md5, size, _ in FILES]
-    return [_decode(p) for p in paths]
-
-
-def _load() -> tuple[list[torch.Tensor], str]:
-    """The full-size photographs (or stand-ins) for the current data dir, loaded once."""
-    global _warned, _download_failed
-    key = _data_dir()
-    if key not in _originals:
-        folder = key / "frost"
-        try:
-            if _download_failed and not all((folder / name).exists() for name, *_ in FILES):
-                raise RobenchError("a download already failed in this process")
-            _originals[key] = (_fetch_all(folder), SOURCE)
-        except (RobenchError, ImportError, OSError) as e:
-            _download_failed = True
-            if not _warned:
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-                print(
-                    f"robench: warning: frost textures unavailable ({reason}); using a procedural "
-                    f"stand-in, so frost results are not comparable to CIFAR-10-C",
-                    file=sys.stderr,
-                )
-                _warned = True
-            if not _procedural:
-                _procedural.extend(procedural_textures())
-            _originals[key] = (_procedural, PROCEDURAL)
-    return _originals[key]
-
-
-def texture_source() -> str:
-    """'hendrycks/robustness' when the real photographs are used, else 'procedural'."""
-    return _load()[1]
+def _originals(source: str) -> list[torch.Tensor]:
+    """The five full-size textures of a resolved source."""
+    if source == PROCEDURAL:
+        if not _procedural:
+            _procedural.extend(procedural_textures())
+        return _procedural
+    for (name, *_), path in zip(FILES, _official_paths()):
+        if name not in _photographs:
+            _photographs[name] = _decode(path)
+    return [_photographs[name] for name, *_ in FILES]
 
 
 def _shrink(texture: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -139,19 +224,20 @@ def _shrink(texture: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
-def texture_bank(h: int, w: int, device) -> TextureBank:
-    """The textures for h x w images on `device` (built once per size and device)."""
-    originals, _ = _load()
-    key = (_data_dir(), h, w, str(device))
+def texture_bank(h: int, w: int, device, textures: str = "auto") -> TextureBank:
+    """The textures of choice `textures` (one of FROST_TEXTURES) for h x w images on `device`
+    (built once per source, size and device)."""
+    source = resolve_frost(textures)
+    key = (source, h, w, str(device))
     if key not in _banks:
-        shrunk = [_shrink(t, h, w) for t in originals]
+        shrunk = [_shrink(t, h, w) for t in _originals(source)]
         height = max(t.shape[0] for t in shrunk)
         width = max(t.shape[1] for t in shrunk)
-        textures = torch.zeros((len(shrunk), height, width, 3), dtype=torch.uint8)
+        padded = torch.zeros((len(shrunk), height, width, 3), dtype=torch.uint8)
         for i, t in enumerate(shrunk):
-            textures[i, : t.shape[0], : t.shape[1]] = t
+            padded[i, : t.shape[0], : t.shape[1]] = t
         sizes = torch.tensor([t.shape[:2] for t in shrunk], dtype=torch.int64)
-        _banks[key] = TextureBank(textures.to(device), sizes.to(device))
+        _banks[key] = TextureBank(padded.to(device), sizes.to(device))
     return _banks[key]
 
 

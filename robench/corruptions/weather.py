@@ -2,8 +2,8 @@
 
 frost: `clip(c0 * x + c1 * crop, 0, 255)` in float64, where `crop` is a random window of one of the
 five frost photographs (frost1..5; the generator never picks frost6), shrunk by 0.2 the way the
-generator's `cv2.resize(fx=0.2)` does (which is exactly `texture[2::5, 2::5]`). See
-`frost_textures.py` for where the photographs come from and the offline fallback.
+generator's `cv2.resize(fx=0.2)` does (which is exactly `texture[2::5, 2::5]`). Which textures is an
+explicit choice, `textures=` one of "auto", "official", "procedural" (see `frost_textures.py`).
 
 fog: `x + t * plasma`, rescaled by `max / (max + t)` with `max` the image's global maximum, in
 float64. The plasma map is the generator's diamond-square fractal, whose noise amplitude is
@@ -37,10 +37,14 @@ def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 @FUNCTIONS.register("frost")
-def frost(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def frost(images: torch.Tensor, severity: int, generator: torch.Generator, textures: str = "auto") -> torch.Tensor:
+    """`textures` is one of frost_textures.FROST_TEXTURES: "official" (the five photographs, or a
+    one-line RobenchError saying how to get them), "procedural" (the deterministic stand-in, no disk
+    or network), or "auto" (official when available, else procedural). `corrupt(..., frost=...)`
+    passes it; `frost_textures.resolve_frost(textures)` says which source a choice uses."""
     n, _, h, w = images.shape
     image_weight, frost_weight = FROST[severity - 1]
-    bank = frost_textures.texture_bank(h, w, images.device)
+    bank = frost_textures.texture_bank(h, w, images.device, textures)
     # Draws: the texture (randint(5)), then the window's top row and left column, each exclusive of
     # its upper bound as in the generator (so the last possible start is never used).
     idx = torch.randint(0, len(bank.sizes), (n,), generator=generator, device=images.device)
