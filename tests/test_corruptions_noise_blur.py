@@ -221,9 +221,11 @@ def test_motion_blur_trails_along_the_angle_with_per_image_angles():
 
 def test_gaussian_weights_are_scipys_to_the_last_bit():
     """scipy.ndimage._gaussian_kernel1d (centre and right half, as float.hex) for sigma 0.7 and 1.0,
-    where the order of operations decides the last ulp."""
+    where the order of operations decides the last ulp. The tail weight at sigma 0.7 is
+    ...c56p-15 with the NumPy that made these values and ...c57p-15 with correctly rounded exp
+    (NumPy 2.4's and glibc's): the one ulp NumPy's vectorised exp varies by; pinned here as ours."""
     expected = {
-        0.7: ["0x1.23c2d39adde1dp-1", "0x1.a4a892b55c7f0p-3", "0x1.3b3170a27df78p-7", "0x1.eaf0abfddfc56p-15"],
+        0.7: ["0x1.23c2d39adde1dp-1", "0x1.a4a892b55c7f0p-3", "0x1.3b3170a27df78p-7", "0x1.eaf0abfddfc57p-15"],
         1.0: ["0x1.9884a307594fbp-2", "0x1.ef8eb9ad499bap-3", "0x1.ba4b99d1799abp-5", "0x1.22724cb7eb269p-8",
               "0x1.18a9c4fd536c6p-13"],
     }

@@ -93,3 +93,51 @@ def test_cosine_schedule_per_batch():
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs[4] == pytest.approx(1e-6 + (0.1 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lrs[-1] == pytest.approx(1e-6)
+
+
+# ----------------------------------------------------------------------------- the assembled objective
+
+
+def _hand_loss(logits, labels, k, smoothing=0.0, jsd_lambda=None, teacher=None, T=4.0, alpha=0.9):
+    """The training loss written out by hand in float64, term by term."""
+    views = logits.double().chunk(3) if jsd_lambda is not None else (logits.double(),)
+    z = views[0]
+    target = F.one_hot(labels, k).double() * (1 - smoothing) + smoothing / k
+    ce = -(target * z.log_softmax(1)).sum(1).mean()
+    loss = ce
+    if teacher is not None:
+        pt, log_ps = (teacher.double() / T).softmax(1), (z / T).log_softmax(1)
+        kl = (pt * (pt.log() - log_ps)).sum(1).mean()
+        loss = (1 - alpha) * ce + alpha * T * T * kl
+    if jsd_lambda is not None:
+        p = [v.softmax(1) for v in views]
+        m = ((p[0] + p[1] + p[2]) / 3).clamp(1e-7, 1)
+        loss = loss + jsd_lambda * sum((pi * (pi.log() - m.log())).sum(1).mean() for pi in p) / 3
+    return loss.item()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("jsd", [False, True])
+@pytest.mark.parametrize("distil", [False, True])
+def test_objective_equals_a_hand_computation_for_every_combination(smoothing, jsd, distil):
+    g = torch.Generator().manual_seed(3)
+    n, k = 6, 5
+    logits = torch.randn((3 if jsd else 1) * n, k, generator=g) * 2
+    labels = torch.randint(0, k, (n,), generator=g)
+    teacher = torch.randn(n, k, generator=g) * 3 if distil else None
+    objective = losses.Objective(label_smoothing=smoothing, jsd_lambda=7.0 if jsd else None,
+                                 kd_temperature=3.0 if distil else None, kd_alpha=0.7 if distil else 0.0)
+    got = objective(logits, losses.one_hot(labels, k), teacher).item()
+    expected = _hand_loss(logits, labels, k, smoothing, 7.0 if jsd else None, teacher, T=3.0, alpha=0.7)
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_objective_from_config_reads_every_term():
+    from robench.config import TrainConfig
+
+    cfg = TrainConfig(policy="augmix", jsd=True, jsd_lambda=5.0, label_smoothing=0.2, teacher="t",
+                      kd_temperature=2.0, kd_alpha=0.25)
+    assert losses.Objective.from_config(cfg) == losses.Objective(0.2, 5.0, 2.0, 0.25)
+    assert losses.Objective.from_config(TrainConfig()) == losses.Objective(0.0, None, None, 0.0)
+    with pytest.raises(ValueError, match="teacher"):
+        losses.Objective.from_config(cfg)(torch.zeros(3, 2), torch.zeros(1, 2))  # distils but no teacher logits

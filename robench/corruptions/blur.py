@@ -56,7 +56,7 @@ def disk_kernel(radius: float, alias_sigma: float) -> torch.Tensor:
     return d[1:-1, 1:-1]
 
 
-@FUNCTIONS.register("defocus_blur")
+@FUNCTIONS.register("defocus_blur", "blur: convolution with an anti-aliased disk")
 def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Correlation with a disk kernel, OpenCV BORDER_REFLECT_101, in float64: the kernels sum to
     1 + 1e-9..5e-8, so flat areas land just above an integer and float32 would truncate them down."""
@@ -81,7 +81,7 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator
 # glass_blur
 
 
-@FUNCTIONS.register("glass_blur")
+@FUNCTIONS.register("glass_blur", "blur: Gaussian blur with local pixel swaps")
 def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Gaussian blur -> u8, then `iterations` passes where every pixel (except a top/left border)
     takes the value of a random neighbour up/left of it (offsets in [-d, d), i.e. {-1, 0} at 32 px),
@@ -160,7 +160,7 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
     return q.div_(257).floor_().to(torch.uint8).view(n, c, h, w)
 
 
-@FUNCTIONS.register("motion_blur")
+@FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
 def motion_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Motion blur at a random angle in U(-45, 45) degrees per image (13 to 19 px trails at 32 px)."""
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
@@ -262,7 +262,7 @@ def _zoom_blur_at(x: torch.Tensor, positions: torch.Tensor, sources, weights) ->
 _FAST_ZOOM_MAX = 128 * 128  # pixels per plane for the blocked-matrix path (its matrices stay < 40 MB)
 
 
-@FUNCTIONS.register("zoom_blur")
+@FUNCTIONS.register("zoom_blur", "blur: the mean of centre zooms")
 def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Mean of the image and its clipped zooms, bit-exact with the reference's float32 arithmetic.
 
@@ -296,7 +296,7 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
 # gaussian_blur (extra)
 
 
-@FUNCTIONS.register("gaussian_blur")
+@FUNCTIONS.register("gaussian_blur", "blur: Gaussian filter (extra)")
 def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """scipy Gaussian filter (mode 'nearest', truncate 4) in float64, sigma in pixels."""
     sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1] * _scale(images)

@@ -85,14 +85,14 @@ CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
 PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
 
 
-@FUNCTIONS.register("brightness")
+@FUNCTIONS.register("brightness", "digital: raise V in HSV")
 def brightness(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = BRIGHTNESS[severity - 1]
     h, s, v = rgb_to_hsv(to_unit(images))
     return _finish_(hsv_to_rgb(h, s, (v + c).clamp_(0, 1)))
 
 
-@FUNCTIONS.register("saturate")
+@FUNCTIONS.register("saturate", "digital: scale S in HSV (extra)")
 def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     # At severities 4-5 the offset gives grey pixels (hue 0) saturation 0.1/0.2: a red tint,
     # as in the generator.
@@ -101,7 +101,7 @@ def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     return _finish_(hsv_to_rgb(h, (s * scale + offset).clamp_(0, 1), v))
 
 
-@FUNCTIONS.register("contrast")
+@FUNCTIONS.register("contrast", "digital: pull values towards the image mean")
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = CONTRAST[severity - 1]
     x = to_unit(images)
@@ -186,7 +186,7 @@ def pixelate_size(size: int, severity: int) -> int:
     return max(1, int(size * PIXELATE[severity - 1]))
 
 
-@FUNCTIONS.register("pixelate")
+@FUNCTIONS.register("pixelate", "digital: box-downsample and nearest upsample")
 def pixelate(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[2:]
     sh, sw = pixelate_size(h, severity), pixelate_size(w, severity)

@@ -162,7 +162,7 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
     return (image.clamp_(0, 1) * 255).floor_().to(torch.uint8)
 
 
-@FUNCTIONS.register("elastic_transform")
+@FUNCTIONS.register("elastic_transform", "digital: affine jitter plus a smoothed random displacement field")
 def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)

@@ -329,6 +329,6 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     return ycc_to_rgb(luma, chroma[:, 0], chroma[:, 1])
 
 
-@FUNCTIONS.register("jpeg_compression")
+@FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
 def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     return jpeg_round_trip(images, QUALITY[severity - 1])

@@ -25,7 +25,7 @@ from robench.corruptions._ops import finish, to_unit
 from robench.corruptions.registry import FUNCTIONS
 
 
-@FUNCTIONS.register("gaussian_noise")
+@FUNCTIONS.register("gaussian_noise", "noise: additive Gaussian noise per pixel")
 def gaussian_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """x + N(0, sigma^2), sigma in [0, 1] units."""
     sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
@@ -69,7 +69,7 @@ def _poisson_tables(photons: int, device: str) -> tuple[int, torch.Tensor, torch
     return (width,) + tuple(t.reshape(-1).to(device) for t in tables)
 
 
-@FUNCTIONS.register("shot_noise")
+@FUNCTIONS.register("shot_noise", "noise: Poisson (photon) noise")
 def shot_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Poisson(x * photons) / photons: fewer photons per unit intensity is noisier.
 
@@ -82,7 +82,7 @@ def shot_noise(images: torch.Tensor, severity: int, generator: torch.Generator) 
     return torch.where(u < cut.take(index), value.take(index), alias_value.take(index))
 
 
-@FUNCTIONS.register("impulse_noise")
+@FUNCTIONS.register("impulse_noise", "noise: salt-and-pepper pixels")
 def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Salt and pepper per channel value (so the dots are coloured): a share `amount` is flipped,
     half of those to 255 and half to 0; the rest pass through unchanged (the reference's
@@ -94,7 +94,7 @@ def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generato
     return images.masked_fill(salt, 255).masked_fill_(pepper, 0)
 
 
-@FUNCTIONS.register("speckle_noise")
+@FUNCTIONS.register("speckle_noise", "noise: multiplicative Gaussian noise (extra)")
 def speckle_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     """Multiplicative noise x + x * N(0, sigma^2): dark pixels stay dark."""
     sigma = (0.06, 0.10, 0.12, 0.16, 0.20)[severity - 1]

@@ -34,7 +34,7 @@ _PARAMS = (
 )
 
 
-@FUNCTIONS.register("snow")
+@FUNCTIONS.register("snow", "weather: motion-blurred snow layers over a greyed image")
 def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, mix = _PARAMS[severity - 1]
     n, _, h, w = images.shape

@@ -266,7 +266,7 @@ def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Ten
     return out.clamp_(0, 1).mul_(255).floor_().to(torch.uint8)
 
 
-@FUNCTIONS.register("spatter")
+@FUNCTIONS.register("spatter", "weather: water or mud splashes (extra)")
 def spatter(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     # Standard normal draws in float32 (6x faster than float64 on CPU; the same distribution).

@@ -36,7 +36,8 @@ def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.minimum((u * high).long(), high - 1)
 
 
-@FUNCTIONS.register("frost")
+@FUNCTIONS.register("frost",
+                    "weather: blended crops of frost photographs (--frost chooses official or procedural textures)")
 def frost(images: torch.Tensor, severity: int, generator: torch.Generator, textures: str = "auto") -> torch.Tensor:
     """`textures` is one of frost_textures.FROST_TEXTURES: "official" (the five photographs, or a
     one-line RobenchError saying how to get them), "procedural" (the deterministic stand-in, no disk
@@ -94,7 +95,7 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generato
     return grid
 
 
-@FUNCTIONS.register("fog")
+@FUNCTIONS.register("fog", "weather: plasma-fractal haze")
 def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     strength, decay = FOG[severity - 1]
