@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from robench.data.csets import OfficialCSet
-from robench.evaluate import count_correct
+from robench.metrics import count_correct
 from robench.models import build_model
 from robench.runs import device_name, resolve_device
 

@@ -71,13 +71,7 @@ def main():
         step = Step(cfg, model, 10, device)
 
         def augment_only():
-            if cfg.jsd:
-                clean = step.base(images, generator=step.generator)
-                step.policy(clean, generator=step.generator), step.policy(clean, generator=step.generator)
-            else:
-                x = step.policy(images, generator=step.generator)
-                if step.mixer is not None:
-                    step.mixer(x, labels, generator=step.generator)
+            step.inputs(images, labels)
 
         def full_step():
             loss, _ = step(images, labels)

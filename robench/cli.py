@@ -34,6 +34,7 @@ app.add_typer(data_app, name="data")
 DATA_DIR = typer.Option(None, help="Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
 DEVICE = typer.Option("auto", help="auto | cpu | cuda | cuda:N.")
 SEED = typer.Option(0, help="Seed of the corruptions.")
+FROST = typer.Option("auto", help=next(f for f in dataclasses.fields(EvalConfig) if f.name == "frost").metadata["help"])
 CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name,name,... (see robench list corruptions).")
 
 
@@ -63,7 +64,7 @@ def config_options(cls, skip: tuple[str, ...] = ()):
             kind, flag = field_type(cls, f.name), "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
             default = f.default if f.default is not dataclasses.MISSING else None
             help_text = f.metadata["help"]
-            if default not in (None, False) and "[default" not in help_text:
+            if default is not None and default is not False and "[default" not in help_text:
                 help_text += f" [default: {default}]"
             if kind is dict:
                 annotation, decls = Optional[List[str]], [flag]
@@ -207,8 +208,10 @@ def data_generate(
     seed: int = SEED,
     limit: Optional[int] = typer.Option(None, help="Only the first N test images."),
     device: str = DEVICE,
+    frost: str = FROST,
     data_dir: Optional[str] = DATA_DIR,
 ):
+    from robench.corruptions.frost_textures import resolve_frost
     from robench.corruptions.protocol import SEVERITIES, parse_corruptions
     from robench.data import csets, load_split
     from robench.data.download import set_data_dir
@@ -220,10 +223,13 @@ def data_generate(
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)
     images, labels = test.images, test.labels
+    textures = resolve_frost(frost) if "frost" in names else frost
     with progress_bar("generate", total=len(names) * len(SEVERITIES) * len(images)) as bar:
-        csets.write_generated(images.to(device_), labels, out, names, seed,
+        csets.write_generated(images.to(device_), labels, out, names, seed, frost=textures,
                               on_cell=lambda name, severity: (bar.describe(f"{name} s{severity}"), bar.advance(len(images))))
-    typer.echo(f"wrote {len(names)} corruptions x {len(SEVERITIES)} severities x {len(images)} images of {dataset} to {out}")
+    used = f" (frost: {textures} textures)" if "frost" in names else ""
+    typer.echo(f"wrote {len(names)} corruptions x {len(SEVERITIES)} severities x {len(images)} images of {dataset} "
+               f"to {out}{used}")
 
 
 @data_app.command("preview", help="""Write a PNG grid of corruptions x severities for a few test images.

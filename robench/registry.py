@@ -185,5 +185,5 @@ class Registry:
         for entry in self.entries():
             lines.append(f"  {entry.name:<18} {entry.description}")
             for pname, p in entry.params.items():
-                lines.append(f"      {pname}={p.default!r:<10} {p.expected()}; {p.help}")
+                lines.append(f"      {f'{pname}={p.default!r}':<24} {p.expected()}; {p.help}")
         return lines

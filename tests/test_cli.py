@@ -261,7 +261,7 @@ def test_invalid_training_combinations(args, message, tmp_path):
 def test_data_generate_writes_the_official_layout_with_evals_draws(tmp_path):
     from robench.data.csets import OfficialCSet
     from robench.data import load_split
-    from robench.evaluate import generated_batches
+    from robench.corruptions.protocol import generated_batches
 
     out = tmp_path / "shapes10-C"
     result = invoke("data", "generate", "--dataset", "shapes10", "--out", out, "--corruptions", "fog,gaussian_noise",
@@ -301,8 +301,10 @@ def test_demo_trains_two_runs_and_ranks_them_on_all_cells(tmp_path, monkeypatch)
     assert {r.split("|")[1].strip() for r in rows[:2]} == {"shapes10-standard", "shapes10-augmix-jsd"}
     for row in rows[:2]:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        mce_and_extra, per_corruption = cells[6:8], cells[10:]
+        mce_and_extra, per_corruption, frost = cells[6:8], cells[10:29], cells[29:]
         assert len(per_corruption) == 19 and "-" not in mce_and_extra + per_corruption  # all 19 x 5 cells
+        # offline, frost falls back to the stand-in, and the board says so in its own column
+        assert frost == ["procedural"] and "frost uses the procedural stand-in" in result.stdout
     assert "| shapes10-" in result.stdout and "augmix+jsd" in result.stdout
 
 

@@ -21,7 +21,11 @@ import formats
 from robench.cli import app
 from robench.corruptions import corrupt
 from robench.data import load_split
-from robench.evaluate import EvalConfig, chunk_seed, count_correct, evaluate, generated_batches, read_eval_csv
+from robench.config import EvalConfig
+from robench.corruptions.protocol import chunk_seed, generated_batches
+from robench.evaluate import evaluate
+from robench.metrics import count_correct
+from robench.runfiles import read_eval_csv
 from robench.models import build_model
 
 CHUNK = 500  # the protocol's chunk size: part of the pinned golden values below

@@ -89,3 +89,23 @@ def test_an_epoch_reads_the_device_once_not_per_step(tmp_path, monkeypatch):
     row = train_one_epoch(run, 1)
     assert reads["item"] == 2 and reads["int"] == 1 and reads["tolist"] == 0, reads
     assert 0 <= float(row["train_error"]) <= 100 and float(row["train_loss"]) > 0
+
+
+@pytest.mark.parametrize("extra", [dict(policy="randaugment"), dict(policy="standard", mix="mixup")])
+def test_a_plain_step_smooths_labels_exactly_once(extra):
+    torch.manual_seed(0)
+    cfg = TrainConfig(model="small-cnn", label_smoothing=0.2, **extra)
+    model = build_model("small-cnn", 10).eval()
+    images, labels = images_and_labels()
+    step = Step(cfg, model, 10, torch.device("cpu"))
+    state = step.generator.get_state()
+    loss, _ = step(images, labels)
+    step.generator.set_state(state)
+    x, targets = step.inputs(images, labels)
+    if "mix" not in extra:
+        assert torch.equal(targets, losses.one_hot(labels, 10))  # the inputs' targets are never smoothed
+    assert torch.allclose(targets.sum(1), torch.ones(8))
+    with torch.no_grad():
+        z = model(x).double()
+    by_hand = -((targets.double() * 0.8 + 0.02) * z.log_softmax(1)).sum(1).mean()
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)

@@ -190,7 +190,7 @@ class Cutout(Policy):
     uniform over the image and the square clipped at the border. Draws: cutout_y, cutout_x."""
 
     name = "cutout"
-    description = "crop+flip, then one zeroed square (DeVries & Taylor; 16 px for CIFAR-10, 8 for CIFAR-100)"
+    description = "crop+flip, then one zeroed square (DeVries & Taylor used 16 px on CIFAR-10, 8 on CIFAR-100)"
     params = {"size": Param(16, "side of the square hole in pixels", lo=0), "base": _BASE}
 
     def apply(self, x, gen, draws):
@@ -462,7 +462,7 @@ class AugMix(Policy):
     weights (N, width), m (N,), op_names."""
 
     name = "augmix"
-    description = "crop+flip, then AugMix (official code): 3 random op chains mixed with the image; float output"
+    description = "crop+flip, then AugMix (official code): 3 random op chains mixed with the image"
     params = {
         "severity": Param(3, "op strength; levels are drawn from U(0.1, severity)", lo=1, hi=10),
         "width": Param(3, "number of chains", lo=1, hi=16),

@@ -112,13 +112,13 @@ class OfficialCSet:
 
 
 def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,
-                    batch_size: int = 1000, on_cell=None) -> Path:
+                    batch_size: int = 1000, on_cell=None, frost: str = "auto") -> Path:
     """Write a C-set in the official layout from robench's own corruptions.
 
     `<out>/<corruption>.npy` uint8 (5N, H, W, 3) severity-major and `labels.npy` (uint8 when the
     labels fit, the test labels tiled 5 times). The corruptions are drawn exactly as `robench eval
     --source generated` draws them (same chunk-keyed seeds), so evaluating these files gives the
-    same numbers. Each file is filled through a temporary memmap and renamed when complete.
+    same numbers (with the same `frost` textures). Each file is filled through a temporary memmap and renamed when complete.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
         try:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
             for severity in SEVERITIES:
-                for start, batch in generated_batches(images, name, severity, seed, batch_size):
+                for start, batch in generated_batches(images, name, severity, seed, batch_size, frost=frost):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
                 if on_cell:
