@@ -85,6 +85,8 @@ def test_output_contract_and_reproducibility(name):
     assert torch.equal(exact.mul(255).round().to(torch.uint8), out)  # the uint8 result is the float one rounded
     floats = policy(x.float() / 255, generator=gen(1))
     assert floats.dtype == torch.float32 and torch.equal(floats, exact)  # float in: float out, same draws
+    off_grid = policy((x.float() - 0.4) / 255, generator=gen(1))  # floats are rounded to 8 bits, not truncated
+    assert torch.equal(off_grid, exact)
     single = policy(x[0], generator=gen(1))
     assert single.shape == x.shape[1:] and single.dtype == torch.uint8  # one (3, H, W) image
 

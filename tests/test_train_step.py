@@ -86,9 +86,22 @@ def test_an_epoch_reads_the_device_once_not_per_step(tmp_path, monkeypatch):
             return _original(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, {"int": "__int__"}.get(name, name), counting)
+    seen = []  # each step's loss and number of wrong first-view predictions, kept on the device
+    real_step = run.step
+
+    def recording_step(images, labels):
+        loss, logits = real_step(images, labels)
+        seen.append((loss.detach(), (logits.argmax(1) != labels).sum(), labels.shape[0]))
+        return loss, logits
+
+    run.step = recording_step
     row = train_one_epoch(run, 1)
     assert reads["item"] == 2 and reads["int"] == 1 and reads["tolist"] == 0, reads
-    assert 0 <= float(row["train_error"]) <= 100 and float(row["train_loss"]) > 0
+    n = sum(size for *_, size in seen)
+    mean_loss = float(sum(loss * size for loss, _, size in seen) / n)
+    error = 100 * float(sum(wrong for _, wrong, _ in seen)) / n
+    assert len(seen) == 10 and float(row["train_loss"]) == pytest.approx(mean_loss, abs=1e-4)
+    assert float(row["train_error"]) == pytest.approx(error, abs=0.01)
 
 
 @pytest.mark.parametrize("extra", [dict(policy="randaugment"), dict(policy="standard", mix="mixup")])
