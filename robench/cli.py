@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors click and exports the base of its errors; older ty
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import ClickException as ClickError
 
-from robench.config import EvalConfig, TrainConfig, field_type, parse_params, resolve
+from robench.config import EvalConfig, TrainConfig, field_help, field_type, parse_params, resolve
 from robench.errors import RobenchError
 
 app = typer.Typer(
@@ -34,7 +34,7 @@ app.add_typer(data_app, name="data")
 DATA_DIR = typer.Option(None, help="Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
 DEVICE = typer.Option("auto", help="auto | cpu | cuda | cuda:N.")
 SEED = typer.Option(0, help="Seed of the corruptions.")
-FROST = typer.Option("auto", help=next(f for f in dataclasses.fields(EvalConfig) if f.name == "frost").metadata["help"])
+FROST = typer.Option("auto", help=field_help(EvalConfig, "frost"))
 CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name,name,... (see robench list corruptions).")
 
 
@@ -55,6 +55,7 @@ def user_errors(command):
 def config_options(cls, skip: tuple[str, ...] = ()):
     """Decorator: the command also takes one option per field of the config dataclass `cls` (its
     help from the field, None meaning "not given", so YAML and defaults fill in), passed in **flags."""
+
     def decorate(command):
         own = [p for p in inspect.signature(command).parameters.values() if p.kind != p.VAR_KEYWORD]
         generated = []
@@ -106,7 +107,7 @@ def train(
     typer.echo(f"done: {run_dir}  (next: robench eval {run_dir})")
 
 
-def _evaluate(run: Path = typer.Argument(..., help="A run folder written by robench train."), **flags):
+def _evaluate(run: Path = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
     from robench.evaluate import evaluate
 
     evaluate(resolve_flags(EvalConfig, None, {**flags, "run": str(run)}), echo=typer.echo)

@@ -125,6 +125,10 @@ def field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+def field_help(cls, name: str) -> str:
+    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["help"]
+
+
 def field_type(cls, name: str) -> type:
     """The field's type without `| None` (int, float, bool, str or dict)."""
     hint = typing.get_type_hints(cls)[name]
