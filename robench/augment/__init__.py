@@ -9,12 +9,12 @@ See DESIGN.md for the contracts and reference/augment.md for the definitions rep
 """
 
 from .mixers import MIXERS, make_mixer, mixer_param_specs, mixer_params
-from .ops import OPS, apply_ops, run_slots
+from .ops import OPS, run_slots
 from .params import Param
 from .policies import POLICIES, make_policy, policy_param_specs, policy_params
 
 __all__ = [
     "MIXERS", "make_mixer", "mixer_params", "mixer_param_specs",
-    "OPS", "apply_ops", "run_slots", "Param",
+    "OPS", "run_slots", "Param",
     "POLICIES", "make_policy", "policy_params", "policy_param_specs",
 ]

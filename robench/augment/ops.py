@@ -736,14 +736,3 @@ def run_slots(
                 start += size
     return x if out is None else out
 
-
-def apply_ops(
-    x: Tensor,
-    op: Tensor,
-    param: Tensor,
-    names: list[str] | tuple[str, ...],
-    interpolation: str = "nearest",
-    padding: str = "zeros",
-) -> Tensor:
-    """Apply OPS[names[op[i]]] with param[i] to image i (op[i] < 0: unchanged); one slot of `run_slots`."""
-    return run_slots(x, op.view(-1, 1), param.view(-1, 1), names, interpolation, padding)
