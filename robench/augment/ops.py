@@ -21,23 +21,24 @@ parameter):
 `run_slots` applies a different op to each image of a batch, slot after slot: each op runs once
 on the images that drew it. Nothing loops over images in Python.
 
-On CPU the large temporaries live in per-thread scratch buffers reused from call to call (see
-`scratch`): freshly allocated, they were returned to the OS and faulted in again on every call,
-which cost more than the arithmetic. The CPU paths size their work from the data (group sizes,
-shift extents, distinct values); on other devices the ops take paths without device syncs,
-except run_slots' one per slot (see `_host`).
+On CPU the large temporaries are buffers of this thread's workspace, reused from call to call
+(see workspace.py): freshly allocated, they were returned to the OS and faulted in again on every
+call, which cost more than the arithmetic. Each op takes them from a frame of its own, so they are
+free again when it returns; a helper that returns such a buffer takes its caller's frame. The CPU
+paths size their work from the data (group sizes, shift extents, distinct values); on other
+devices the ops take paths without device syncs, except run_slots' one per slot (see `_host`).
 """
 
 from __future__ import annotations
 
 import functools
-import math
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from .workspace import Frame, thread_workspace
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -49,39 +50,9 @@ def _host(t: Tensor | torch.device) -> bool:
     return (t if isinstance(t, torch.device) else t.device).type == "cpu"
 
 
-class _Scratch(threading.local):
-    def __init__(self) -> None:
-        self.buffers: dict[tuple[str, torch.dtype], Tensor] = {}
-
-
-_SCRATCH = _Scratch()
-
-
-def scratch(name: str, shape, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """An uninitialised temporary of the given shape: on CPU a view of this thread's buffer `name`,
-    grown as needed and reused by later calls (so one name must not hold two live temporaries,
-    and nothing in it may be returned); elsewhere a fresh tensor (the caching allocator reuses).
-
-    Why: glibc gives freed memory at the top of the heap back to the OS once it exceeds a
-    threshold, and a batch's temporaries easily do; every call then page-faults its temporaries
-    in afresh, at ~2 us per 4 KiB page, which cost more than the ops themselves."""
-    if not _host(device):
-        return torch.empty(shape, dtype=dtype, device=device)
-    numel = math.prod(shape)
-    buffer = _SCRATCH.buffers.get((name, dtype))
-    if buffer is None or buffer.numel() < numel:
-        with torch.inference_mode(False):  # (a normal tensor, usable in and out of inference mode)
-            buffer = _SCRATCH.buffers[(name, dtype)] = torch.empty(numel, dtype=dtype)
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= size
-    return buffer.as_strided(shape, strides[::-1])  # (the buffer's start, contiguous: one call)
-
-
-def _as_float(x: Tensor, name: str) -> Tensor:
-    """x as float32 in scratch buffer `name`."""
-    return scratch(name, x.shape, torch.float32, x.device).copy_(x)
+def _as_float(frame: Frame, x: Tensor) -> Tensor:
+    """x as float32, in a buffer of the caller's frame."""
+    return frame.empty(x.shape, torch.float32, x.device).copy_(x)
 
 
 def _exact_dtype(device: torch.device) -> torch.dtype:
@@ -190,7 +161,8 @@ def autocontrast(x: Tensor, _=None) -> Tensor:
     flat = hi == lo
     inv_scale = torch.where(flat, 1.0, (hi - lo) * (1.0 / 255))
     lo = torch.where(flat, 0.0, lo)
-    return _to_uint8(_as_float(x, "float0").sub_(lo).div_(inv_scale).clamp_(0, 255))
+    with thread_workspace().frame() as frame:
+        return _to_uint8(_as_float(frame, x).sub_(lo).div_(inv_scale).clamp_(0, 255))
 
 
 def equalize(x: Tensor, _=None) -> Tensor:
@@ -327,7 +299,8 @@ def _centred(n: int, device: torch.device) -> Tensor:
 
 def _to_uint8(x: Tensor) -> Tensor:
     """Whole float values in [0, 255] as a new uint8 tensor (via int16: 2-3x faster on CPU)."""
-    return scratch("int16", x.shape, torch.int16, x.device).copy_(x).to(torch.uint8)
+    with thread_workspace().frame() as frame:
+        return frame.empty(x.shape, torch.int16, x.device).copy_(x).to(torch.uint8)
 
 
 # Adding 1.5 * 2**23 to a float32 in [0, 2**22) rounds it to a whole number, half to even (as
@@ -348,10 +321,10 @@ def _runs(flat: Tensor, length: int) -> Tensor:
     return flat.as_strided((max(flat.numel() - length + 1, 0), length), (1, 1))
 
 
-def _pad(x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0, name: str = "pad") -> Tensor:
-    """x zero-padded, in scratch buffer `name`."""
+def _pad(frame: Frame, x: Tensor, left: int, right: int, top: int = 0, bottom: int = 0) -> Tensor:
+    """x zero-padded, in a buffer of the caller's frame."""
     n, c, h, w = x.shape
-    out = scratch(name, (n, c, h + top + bottom, w + left + right), x.dtype, x.device)
+    out = frame.empty((n, c, h + top + bottom, w + left + right), x.dtype, x.device)
     out.zero_()  # (a memset; zeroing only the borders is several times slower)
     (out.narrow(2, top, h) if top or bottom else out).narrow(3, left, w).copy_(x)
     return out
@@ -374,17 +347,18 @@ def _row_starts(rows: int, stride: int, device: torch.device) -> Tensor:
 def _shift_rows(x: Tensor, k: Tensor, taps: int = 1) -> list[Tensor]:
     """Rows moved by whole pixels: tap t is out[n, c, i, j] = x[n, c, i, j + k[n, i] + t] (0 outside
     the image), for t < taps <= 2; k is (N, H) whole numbers (float). Every output row is one run
-    of the zero-padded row. With one tap the result is a new tensor, with two they are scratch."""
+    of the zero-padded row. With one tap the result is a new tensor; with two, views of one."""
     n, c, h, w = x.shape
     lo, hi = (int(v) for v in torch.aminmax(k))
     if lo < -w - 1 or hi > w + 1:  # further out, both taps read zeros all the same
         k = k.clamp(-w - 1, w + 1)
         lo, hi = max(lo, -w - 1), min(hi, w + 1)
     left, right = max(-lo, 0), max(hi, 0) + taps - 1
-    padded = _pad(x, left, right)
     wp = w + left + right
     start = _row_starts(n * c * h, wp, x.device).view(n, c, h) + k.long().add_(left).view(n, 1, h)
-    runs = _runs(padded.view(-1), w + taps - 1).index_select(0, start.view(-1))
+    with thread_workspace().frame() as frame:
+        padded = _pad(frame, x, left, right)
+        runs = _runs(padded.view(-1), w + taps - 1).index_select(0, start.view(-1))
     if taps == 1:
         return [runs.view(n, c, h, w)]
     return [runs[:, t : t + w].view(n, c, h, w) for t in range(taps)]
@@ -398,10 +372,11 @@ def _shift_planes(x: Tensor, k: Tensor, rows: int | None = None) -> Tensor:
     k = k.long().clamp_(-rows, h)  # further out, all zeros all the same
     lo, hi = (int(v) for v in torch.aminmax(k))
     top, bottom = max(-lo, 0), max(hi + rows - h, 0)
-    padded = _pad(x, 0, 0, top, bottom)
-    planes = _row_starts(n * c, padded.shape[-2] * w, x.device).view(n, c)
+    planes = _row_starts(n * c, (h + top + bottom) * w, x.device).view(n, c)
     start = (planes + ((k + top) * w).view(n, 1)).view(-1)
-    return _runs(padded.view(-1), rows * w).index_select(0, start).view(n, c, rows, w)
+    with thread_workspace().frame() as frame:
+        padded = _pad(frame, x, 0, 0, top, bottom)
+        return _runs(padded.view(-1), rows * w).index_select(0, start).view(n, c, rows, w)
 
 
 def _blend_columns(x: Tensor, k: Tensor, f: Tensor) -> Tensor:
@@ -414,19 +389,21 @@ def _blend_columns(x: Tensor, k: Tensor, f: Tensor) -> Tensor:
     base = k.amin(1)
     r = k - base.view(n, 1)
     reach = int(r.max()) + 1
-    src = _as_float(_shift_planes(x, base, h + reach), "float1")  # rows base .. base + h + reach - 1
     offsets = torch.arange(reach + 1, dtype=r.dtype, device=x.device).view(-1, 1, 1)
     weight = ((r == offsets) * (1 - f) + (r == offsets - 1) * f).view(reach + 1, n, 1, 1, w)
-    out = torch.mul(src[:, :, :h], weight[0], out=scratch("float0", (n, c, h, w), torch.float32, x.device))
-    for offset in range(1, reach + 1):
-        out.addcmul_(src[:, :, offset : offset + h], weight[offset])
-    return _round_to_uint8(out)
+    with thread_workspace().frame() as frame:
+        src = _as_float(frame, _shift_planes(x, base, h + reach))  # rows base .. base + h + reach - 1
+        out = torch.mul(src[:, :, :h], weight[0], out=frame.empty((n, c, h, w), torch.float32, x.device))
+        for offset in range(1, reach + 1):
+            out.addcmul_(src[:, :, offset : offset + h], weight[offset])
+        return _round_to_uint8(out)
 
 
-def _interpolate(v0: Tensor, v1: Tensor, f: Tensor) -> Tensor:
-    """v0 + f (v1 - v0) in float32 (scratch), each step rounded (see the resampling notes)."""
-    v0 = _as_float(v0, "float1")
-    return _as_float(v1, "float0").sub_(v0).mul_(f).add_(v0)
+def _interpolate(frame: Frame, v0: Tensor, v1: Tensor, f: Tensor) -> Tensor:
+    """v0 + f (v1 - v0) in float32, in a buffer of the caller's frame, each step rounded (see the
+    resampling notes)."""
+    v0 = _as_float(frame, v0)
+    return _as_float(frame, v1).sub_(v0).mul_(f).add_(v0)
 
 
 def _one_axis(matrix: Tensor) -> str | None:
@@ -453,7 +430,8 @@ def _resample_axis(x: Tensor, a: Tensor, b: Tensor, axis: str, interpolation: st
         if not moving:
             return _shift_rows(x, k)[0]
         taps = _shift_rows(x, k, 2)
-        return _round_to_uint8(_interpolate(taps[0], taps[1], f.view(n, 1, h, 1)))
+        with thread_workspace().frame() as frame:
+            return _round_to_uint8(_interpolate(frame, taps[0], taps[1], f.view(n, 1, h, 1)))
     if not moving and bool((k == k[:, :1]).all()):
         return _shift_planes(x, k[:, 0])
     return _blend_columns(x, k, f)
@@ -464,7 +442,7 @@ def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, in
     (then the grid of each distinct matrix is computed once: the same float ops, the same values).
     Reflect padding is grid_sample's "reflection", which with align_corners=False is symmetric.
     On CPU the batch goes in pieces of ~1 MiB of float output: grid_sample has no out=, and
-    larger fresh blocks are mapped and page-faulted in afresh on every call (see `scratch`)."""
+    larger fresh blocks are mapped and page-faulted in afresh on every call (see workspace.py)."""
     n, c, h, w = x.shape
     xs, ys, scale = _grid_constants(h, w, x.device)
 
@@ -473,14 +451,16 @@ def _grid_sample(x: Tensor, matrix: Tensor, interpolation: str, padding: str, in
         return (m[:, :, 0:1] * xs + m[:, :, 1:2] * ys + m[:, :, 2:3]).mul_(scale).transpose(1, 2).view(-1, h, w, 2)
 
     grids = grid(matrix) if inverse is not None else None  # one per distinct matrix
-    source, mode = _as_float(x, "float0"), "zeros" if padding == "zeros" else "reflection"
+    mode = "zeros" if padding == "zeros" else "reflection"
     out = torch.empty_like(x)
     step = max(1, (1 << 20) // (4 * x[0].numel())) if _host(x) else n
-    for a in range(0, n, step):
-        b = min(a + step, n)
-        g = grid(matrix[a:b]) if inverse is None else grids.index_select(0, inverse[a:b])
-        part = torch.nn.functional.grid_sample(source[a:b], g, interpolation, mode, align_corners=False)
-        out[a:b].copy_(part.add_(_ROUNDING).view(torch.int32))  # rounded, see _ROUNDING
+    with thread_workspace().frame() as frame:
+        source = _as_float(frame, x)
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            g = grid(matrix[a:b]) if inverse is None else grids.index_select(0, inverse[a:b])
+            part = torch.nn.functional.grid_sample(source[a:b], g, interpolation, mode, align_corners=False)
+            out[a:b].copy_(part.add_(_ROUNDING).view(torch.int32))  # rounded, see _ROUNDING
     return out
 
 
@@ -613,10 +593,11 @@ def crop_flip(x: Tensor, top, left, flip=False, pad: int = 4) -> Tensor:
     top, left = _param(top, x, torch.long).view(n, 1, 1), _param(left, x, torch.long).view(n, 1, 1)
     flip = _param(flip, x, torch.bool)
     hp, wp = h + 2 * pad, w + 2 * pad
-    padded = _pad(x, pad, pad, pad, pad, name="crop").view(-1)
     planes = torch.arange(n * c, device=x.device).view(n, c, 1) * (hp * wp)
     start = planes + (top + torch.arange(h, device=x.device).view(1, 1, h)) * wp + left
-    out = _runs(padded, w).index_select(0, start.view(-1)).view(n, c, h, w)
+    with thread_workspace().frame() as frame:
+        padded = _pad(frame, x, pad, pad, pad, pad).view(-1)
+        out = _runs(padded, w).index_select(0, start.view(-1)).view(n, c, h, w)
     if not _host(x):
         return torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
     flipped = flip.nonzero().view(-1)
@@ -729,6 +710,7 @@ def run_slots(
     kernels = [_kernel(OPS[name], "nearest" if name in nearest else interpolation, padding) for name in names]
     out = x.contiguous() if overwrite else None
     shape = x.shape[1:]
+    workspace = thread_workspace()
     for slot in range(op.shape[1]):
         sizes = torch.bincount(op[:, slot] + 1, minlength=len(names) + 1).tolist()  # the one sync
         if not any(size for kernel, size in zip(kernels, sizes[1:]) if kernel is not None):
@@ -746,21 +728,11 @@ def run_slots(
             for kernel, size in zip(kernels, sizes[1:]):
                 if size and kernel is not None:
                     index = order[start : start + size]
-                    group = scratch("group", (size, *shape), x.dtype, x.device)
-                    torch.index_select(images, 0, index, out=group.view(size, -1))
-                    result = kernel(group, slot_param[start : start + size])
-                    rows.index_copy_(0, index, result.reshape(size, -1).view(rows.dtype))
+                    with workspace.frame() as frame:  # the group's copy, free once copied back
+                        group = frame.empty((size, *shape), x.dtype, x.device)
+                        torch.index_select(images, 0, index, out=group.view(size, -1))
+                        result = kernel(group, slot_param[start : start + size])
+                        rows.index_copy_(0, index, result.reshape(size, -1).view(rows.dtype))
                 start += size
     return x if out is None else out
 
-
-def apply_ops(
-    x: Tensor,
-    op: Tensor,
-    param: Tensor,
-    names: list[str] | tuple[str, ...],
-    interpolation: str = "nearest",
-    padding: str = "zeros",
-) -> Tensor:
-    """Apply OPS[names[op[i]]] with param[i] to image i (op[i] < 0: unchanged); one slot of `run_slots`."""
-    return run_slots(x, op.view(-1, 1), param.view(-1, 1), names, interpolation, padding)

@@ -29,6 +29,7 @@ from ..errors import RobenchError
 from ..images import as_batch, generator_for
 from ..registry import Param, Registry, resolve_params
 from . import ops
+from .workspace import thread_workspace
 
 # ----------------------------------------------------------------------------- random draws
 # All draws go through these helpers so that every one uses the caller's generator and device.
@@ -504,33 +505,35 @@ class AugMix(Policy):
         draws.update(depth=depth, ops=op, levels=level, signs=sign, params=param, weights=weights, m=m,
                      op_names=names)
 
-        # All chains form one batch (chain-major), worked on in place in a scratch buffer; slot s
-        # applies each chain's s-th op. Rotations and translations by 0 (low levels) are skipped,
+        # All chains form one batch (chain-major), worked on in place in a buffer of this thread's
+        # workspace (see workspace.py: it and the float copy below are free again when the block
+        # ends); slot s applies each chain's s-th op. Rotations and translations by 0 (low levels) are skipped,
         # as they change nothing.
         moves = torch.tensor([name in ("rotate", "translate_x", "translate_y") for name in names], device=dev)
         still = _take(moves, index) & (param == 0)  # (isin is 50x slower)
         run = torch.where(still, -1, op)
-        chains = ops.scratch("augmix", (width, n, 3, h, w), torch.uint8, dev)
-        chains.copy_(x.unsqueeze(0).expand(width, n, 3, h, w))
-        ops.run_slots(
-            chains.view(width * n, 3, h, w),
-            run.transpose(0, 1).reshape(width * n, max_depth),
-            param.transpose(0, 1).reshape(width * n, max_depth),
-            names,
-            c["interpolation"],
-            nearest={"translate_x", "translate_y"},
-            overwrite=True,
-        )
+        with thread_workspace().frame() as frame:
+            chains = frame.empty((width, n, 3, h, w), torch.uint8, dev)
+            chains.copy_(x.unsqueeze(0).expand(width, n, 3, h, w))
+            ops.run_slots(
+                chains.view(width * n, 3, h, w),
+                run.transpose(0, 1).reshape(width * n, max_depth),
+                param.transpose(0, 1).reshape(width * n, max_depth),
+                names,
+                c["interpolation"],
+                nearest={"translate_x", "translate_y"},
+                overwrite=True,
+            )
 
-        # Official: out = (1 - m) * image + m * sum_i w_i * chain_i, in float32 on [0, 1] images (the
-        # official code normalises first; the mix is affine with weights summing to 1, so that
-        # commutes). The 1/255 is folded into the weights.
-        k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
-        k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
-        out = torch.empty(x.shape, dtype=torch.float32, device=dev).copy_(x).mul_(k0)
-        term = ops.scratch("float0", x.shape, torch.float32, dev)  # (free again once run_slots is done)
-        for i in range(width):
-            out.addcmul_(term.copy_(chains[i]), k[i])
+            # Official: out = (1 - m) * image + m * sum_i w_i * chain_i, in float32 on [0, 1] images
+            # (the official code normalises first; the mix is affine with weights summing to 1, so
+            # that commutes). The 1/255 is folded into the weights.
+            k0 = ((1 - m) / 255).float().view(n, 1, 1, 1)
+            k = (m.view(n, 1) * weights / 255).float().t().reshape(width, n, 1, 1, 1)
+            out = torch.empty(x.shape, dtype=torch.float32, device=dev).copy_(x).mul_(k0)
+            term = frame.empty(x.shape, torch.float32, dev)
+            for i in range(width):
+                out.addcmul_(term.copy_(chains[i]), k[i])
         return out
 
 
