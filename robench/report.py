@@ -74,19 +74,23 @@ def evaluations(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str
     return meta.reset_index(), errors, calibration
 
 
+def _flat(values: np.ndarray) -> np.ndarray:
+    return values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
+
+
 def _mean_all(values: np.ndarray) -> np.ndarray:
     """Mean over every axis but the first; NaN as soon as one value is missing (never fewer cells)."""
-    return values.reshape(len(values), -1).mean(axis=1) if len(values) else np.zeros(0)
+    return _flat(values).mean(axis=1) if len(values) else np.zeros(0)
 
 
 def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per evaluation: clean, mCE, extra, CE per corruption, mean per severity, calibration means,
     and how many cells each mean has."""
     std, extra = errors[:, :len(STANDARD)], errors[:, len(STANDARD):]
-    out = meta.copy()
+    out = {}
     out["mCE"], out["extra"] = _mean_all(std), _mean_all(extra)
-    out["mCE cells"] = np.isfinite(std).reshape(len(std), -1).sum(axis=1)
-    out["extra cells"] = np.isfinite(extra).reshape(len(extra), -1).sum(axis=1)
+    out["mCE cells"] = np.isfinite(_flat(std)).sum(axis=1)
+    out["extra cells"] = np.isfinite(_flat(extra)).sum(axis=1)
     for i, c in enumerate(CORRUPTIONS):
         out[short_name(c)] = errors[:, i].mean(axis=1)
         out[f"{short_name(c)} cells"] = np.isfinite(errors[:, i]).sum(axis=1)
@@ -96,11 +100,11 @@ def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.nda
     for column, values in calibration.items():
         label, scale = CALIBRATION[column]
         out[label] = scale * _mean_all(values[:, :len(STANDARD)])
-        out[f"{label} cells"] = np.isfinite(values[:, :len(STANDARD)]).reshape(len(values), -1).sum(axis=1)
-        out[f"{label} clean"] = scale * meta[f"clean {column}"]
+        out[f"{label} cells"] = np.isfinite(_flat(values[:, :len(STANDARD)])).sum(axis=1)
+        out[f"{label} clean"] = scale * meta[f"clean {column}"].to_numpy()
         for j, s in enumerate(SEVERITIES):
             out[f"{label} s{s}"] = scale * values[:, :len(STANDARD), j].mean(axis=1)
-    return out
+    return pd.concat([meta, pd.DataFrame(out, index=meta.index)], axis=1)
 
 
 def normalised_mce(errors: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -298,25 +302,28 @@ def _baseline_difference(members: pd.DataFrame, per_eval: pd.DataFrame) -> dict:
             "Δ mCE method": diff.method}
 
 
-def sort_keys(board_columns) -> list[str]:
-    return [c for c in ["mCE", "clean", "extra", "norm. mCE", "rel. mCE", "Δ mCE", "RMS-CE", "ECE", "NLL", "run"]
-            + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES] if c in board_columns]
+SORT_KEYS = (["mCE", "clean", "extra", "norm. mCE", "rel. mCE", "Δ mCE", "RMS-CE", "ECE", "NLL", "run"]
+             + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES])
 
 
 def _sort_and_rank(board: pd.DataFrame, sort: str) -> pd.DataFrame:
     """Within each dataset and test set (unevaluated runs last): rows with a value first, ascending
     (errors: lower is better), then by name. The rank counts within one test set only."""
-    keys = {k.lower(): k for k in sort_keys(board.columns)}
+    keys = {k.lower(): k for k in SORT_KEYS}
     if sort.lower() not in keys:
-        raise RobenchError(f"unknown --sort '{sort}'; choose one of: {', '.join(keys.values())}")
+        raise RobenchError(f"unknown --sort '{sort}'; choose one of: {', '.join(SORT_KEYS)}")
     key = keys[sort.lower()]
-    values = board[key] if key == "run" else pd.to_numeric(board[key], errors="coerce")
+    if key == "run":
+        values = board["run"]
+    else:
+        values = pd.to_numeric(board[key], errors="coerce") if key in board else pd.Series(np.nan, index=board.index)
     board = board.assign(_missing=values.isna() if key != "run" else False, _value=values,
                          _set=board["source"].eq("-").astype(int).astype(str) + _key(board, TEST_SET))
     board = board.sort_values(["dataset", "_set", "_missing", "_value", "run"], kind="stable")
     board = board.drop(columns=["_missing", "_value", "_set"])
     ranked = board["mCE"].notna() if "mCE" in board else pd.Series(False, index=board.index)
     rank = ranked.groupby(_key(board, TEST_SET)).cumsum()
+    board = board.copy()  # one block, not hundreds of appended columns
     board.insert(0, "rank", rank.where(ranked).astype("Int64"))
     return board.reset_index(drop=True)
 
