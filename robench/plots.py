@@ -93,7 +93,7 @@ def corruption_heatmap(report):
     names = [short_name(c) for c in CORRUPTIONS]
     values = np.array([[members[n].mean() if members[n].notna().all() else np.nan for n in names]
                        for _, members in rows]).reshape(len(rows), len(names))
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(names) + 3), 1.2 + 0.5 * max(len(rows), 1)), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(names) + 3), 2.4 + 0.45 * max(len(rows), 1)), dpi=DPI)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
