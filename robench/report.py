@@ -173,14 +173,6 @@ class Report:
 METRICS = ["clean", "mCE", "extra"] + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES]
 
 
-def _summary(values: pd.Series) -> tuple[float, float, int]:
-    have = values.dropna()
-    if have.empty:
-        return math.nan, math.nan, 0
-    mean, std = stats.mean_std(list(have))
-    return mean, (math.nan if std is None else std), len(have)
-
-
 def build(results: Results, baseline: str | None = None, group: bool = True, sort: str = "mCE") -> Report:
     """Every view of the report from the tidy cells and the run table."""
     meta, errors, calibration = evaluations(results.cells)
@@ -193,19 +185,24 @@ def build(results: Results, baseline: str | None = None, group: bool = True, sor
     metrics = METRICS + calib_labels + (["norm. mCE", "rel. mCE"] if baseline else [])
     metrics += [f"{label} {s}" for label in calib_labels for s in ["clean"] + [f"s{s}" for s in SEVERITIES]]
 
+    # Each metric over the seeds of a group: mean and sample std of the runs that have it, and how many do.
+    grouped = per_eval.groupby("group", sort=False)
+    cell_columns = [f"{m} cells" for m in metrics if f"{m} cells" in per_eval]
+    summary = pd.concat([grouped[metrics].mean(), grouped[metrics].std(ddof=1).add_suffix(" std"),
+                         grouped[metrics].count().add_suffix(" n"), grouped[cell_columns].sum()], axis=1) \
+        if len(per_eval) else None
+    statuses = results.runs.set_index("run")["status"].to_dict()
+    base_values = _seed_values(per_eval) if baseline else {}
     rows = []
-    for key, members in per_eval.groupby("group", sort=False):
+    for key, members in grouped:
         first = members.iloc[0]
         row = {"run": _group_name(list(members["run"])), "runs": ", ".join(members["run"]), "model": first["model"],
                "policy": first["policy"], "dataset": first["dataset"], "source": first["source"], "n": int(first["n"]),
                "frost_textures": first["frost_textures"], "seeds": ",".join(str(s) for s in sorted(members["seed"])),
-               "size": len(members), "group": key, "status": _status(members, results.runs)}
-        for metric in metrics:
-            row[metric], row[f"{metric} std"], row[f"{metric} n"] = _summary(members[metric])
-            if f"{metric} cells" in members:
-                row[f"{metric} cells"] = int(members[f"{metric} cells"].sum())
+               "size": len(members), "group": key, "status": _status(members, statuses)}
+        row.update(summary.loc[key].to_dict())
         if baseline:
-            row.update(_baseline_difference(members, per_eval))
+            row.update(_baseline_difference(key, first["baseline group"], base_values))
         rows.append(row)
     for run in results.runs.itertuples():
         if run.run not in set(per_eval["run"]):
@@ -225,8 +222,7 @@ def build(results: Results, baseline: str | None = None, group: bool = True, sor
                   cells=results.cells, warnings=warnings, grouped=group, baseline=baseline, calibration=calib_labels)
 
 
-def _status(members: pd.DataFrame, runs: pd.DataFrame) -> str:
-    statuses = runs.set_index("run")["status"]
+def _status(members: pd.DataFrame, statuses: dict) -> str:
     odd = sorted({f"{r}: {statuses[r]}" for r in members["run"] if statuses.get(r) not in ("trained", "external")})
     parts = [] if (members["mCE cells"] == 75).all() else ["incomplete"]
     return "; ".join(parts + odd)
@@ -284,18 +280,19 @@ def _add_baseline_columns(per_eval: pd.DataFrame, errors: np.ndarray, baseline: 
     return []
 
 
-def _baseline_difference(members: pd.DataFrame, per_eval: pd.DataFrame) -> dict:
+def _seed_values(per_eval: pd.DataFrame) -> dict[str, list[tuple[int, float]]]:
+    """Group -> (seed, mCE) of its runs that have an mCE."""
+    have = per_eval[per_eval["mCE"].notna()]
+    return {g: list(zip(m["seed"].astype(int), m["mCE"])) for g, m in have.groupby("group", sort=False)}
+
+
+def _baseline_difference(group: str, base_group: str, values: dict) -> dict:
     """mCE minus the baseline's, with a 95 % interval (paired by seed when the seeds match, else Welch)."""
-    base_group = members["baseline group"].iloc[0]
     out = {"Δ mCE": math.nan, "Δ mCE ci": math.nan, "Δ mCE method": ""}
-    if not base_group:
+    ours, theirs = values.get(group), values.get(base_group)
+    if not base_group or not ours or not theirs:
         return out
-    base = per_eval[per_eval["group"] == base_group]
-    ours = [(int(s), v) for s, v in zip(members["seed"], members["mCE"]) if np.isfinite(v)]
-    theirs = [(int(s), v) for s, v in zip(base["seed"], base["mCE"]) if np.isfinite(v)]
-    if not ours or not theirs:
-        return out
-    if members["group"].iloc[0] == base_group:
+    if group == base_group:
         return {"Δ mCE": 0.0, "Δ mCE ci": math.nan, "Δ mCE method": "baseline"}
     diff = stats.difference(ours, theirs)
     return {"Δ mCE": diff.mean, "Δ mCE ci": diff.half_width if diff.half_width is not None else math.nan,
