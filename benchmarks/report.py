@@ -4,7 +4,9 @@ Writes --runs run folders (config.yaml, run.json, metrics.csv and one eval CSV o
 19 corruptions x 5 severities, with the calibration columns nll, brier, ece, rms_ce) into a
 temporary folder, in groups of 3 seeds of the same recipe, then times, --repeats times each:
 loading the tidy table, building the report (grouping, baseline columns and intervals), and
-rendering markdown and HTML without plots (the plots are timed apart: matplotlib dominates them).
+rendering markdown and HTML without plots; then the whole `robench report` command in a fresh
+process (interpreter start and imports included); the plots are timed apart (matplotlib dominates
+them).
 Prints one JSON line per phase (median and best seconds) and a total line.
 
   python benchmarks/report.py [--runs 100] [--repeats 5]
@@ -17,6 +19,8 @@ import csv
 import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,6 +91,11 @@ def main() -> None:
         total += med
         print(json.dumps(dict(phase="total", runs=args.runs, cells_per_run=96, calibration=True, median_s=round(total, 3),
                               target_s=2.0, met=total < 2.0)))
+        command = [sys.executable, "-m", "robench", "report", str(root), "--baseline", "recipe00-s0"]
+        med, best, _ = timed(lambda: subprocess.run(command, check=True, capture_output=True,
+                                                    cwd=Path(__file__).resolve().parents[1]), args.repeats)
+        print(json.dumps(dict(phase="robench report CLI, end to end (process start, imports, md)", median_s=round(med, 3),
+                              best_s=round(best, 3), met=med < 2.0)))
         from robench.plots import figures
 
         med, best, figs = timed(lambda: figures(rep), 1)
