@@ -218,7 +218,7 @@ class ReportConfig:
                                            "<run>.json) and unaggregated_results.csv into this folder.")
 
     def validate(self) -> "ReportConfig":
-        from robench.report import FORMATS  # imports no torch
+        from robench.report_formats import FORMATS  # imports no torch
 
         FORMATS.get(self.format)
         return self

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import html
 
+from robench.report_formats import TITLES, display_tables, is_number, notes
+
 SCRIPT = """
 // Click a column header to sort by it; click again to reverse. Numbers sort as numbers ('24.10 ± 0.40 (3)'
 // by 24.10); '-', 'incomplete' and empty cells always go last.
@@ -61,8 +63,6 @@ def _table(header: list[str], rows: list[list[str]], numeric) -> str:
 
 def page(report, figures: dict[str, bytes] | None = None) -> str:
     """The page; `figures` (name -> PNG bytes) default to every plot when matplotlib is installed."""
-    from robench.report import TITLES, _is_number, display_tables, notes
-
     if figures is None:
         try:
             from robench.plots import figures as make_figures
@@ -74,7 +74,7 @@ def page(report, figures: dict[str, bytes] | None = None) -> str:
     for name, (header, rows) in display_tables(report).items():
         if not rows:
             continue
-        numeric = [all(_is_number(r[i]) for r in rows) for i in range(len(header))]
+        numeric = [all(is_number(r[i]) for r in rows) for i in range(len(header))]
         parts.append(f"<h2>{html.escape(TITLES[name])}</h2>{_table(header, rows, numeric)}")
         if name == "leaderboard":
             parts.append(f'<p class="note">{html.escape(notes(report))}</p>')

@@ -10,6 +10,7 @@ import pytest
 from runfolders import CORRUPTIONS, EXTRA, STANDARD, constant, make_run
 
 from robench import report as R
+from robench import report_formats as F
 from robench.errors import RobenchError
 from robench.stats import difference, t_quantile
 from robench.tidy import load
@@ -22,7 +23,7 @@ def board_row(rep, run):
 
 
 def shown(rep, view, run, column):
-    header, rows = R.display_tables(rep)[view]
+    header, rows = F.display_tables(rep)[view]
     row = next(r for r in rows if r[header.index("run")] == run)
     return row[header.index(column)]
 
@@ -213,9 +214,9 @@ def test_calibration_columns_when_present(tmp_path):
     assert row["ECE"] == pytest.approx(3.0) and row["RMS-CE"] == pytest.approx(6.7) and row["NLL"] == pytest.approx(0.4)
     assert row["RMS-CE s5"] == pytest.approx(100 * (0.1 + 0.007)) and row["RMS-CE clean"] == pytest.approx(0.0)
     assert shown(rep, "leaderboard", "cal", "RMS-CE") == "6.70" and shown(rep, "leaderboard", "plain", "ECE") == "-"
-    header, _ = R.display_tables(rep)["leaderboard"]
+    header, _ = F.display_tables(rep)["leaderboard"]
     assert header[-4:] == ["RMS-CE", "ECE", "NLL", "status"]
-    assert "nll" in rep.cells.columns and "RMS-CE" not in R.display_tables(R.report([tmp_path / "plain"]))["leaderboard"][0]
+    assert "nll" in rep.cells.columns and "RMS-CE" not in F.display_tables(R.report([tmp_path / "plain"]))["leaderboard"][0]
 
 
 def test_tidy_table_has_every_cell_and_writes_whole(tmp_path):
@@ -277,7 +278,7 @@ def test_formats(tmp_path):
 
 
 def test_markdown_table_is_aligned():
-    text = R.markdown_table(["run", "mCE"], [["a", "1.00"], ["bbb", "22.50 ± 1.00 (3)"]])
+    text = F.markdown_table(["run", "mCE"], [["a", "1.00"], ["bbb", "22.50 ± 1.00 (3)"]])
     lines = text.splitlines()
     assert lines[0] == "| run |              mCE |" and lines[1] == "|-----|-----------------:|"
     assert lines[3] == "| bbb | 22.50 ± 1.00 (3) |"
