@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv fashion-mnist clean bench
+.PHONY: test demo venv fashion-mnist chromium results results-report clean bench
 
 venv: $(STAMP)
 
@@ -22,17 +22,39 @@ fashion-mnist:
 		echo "note: could not install dataset-fashion-mnist; the real-data tests will skip"; \
 	fi
 
-test: venv fashion-mnist
+# The HTML report test renders the page in headless Chromium; install it when we can, else it skips.
+chromium:
+	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+		echo "note: could not install chromium; the HTML report test will skip"; \
+	fi
+
+test: venv fashion-mnist chromium
 	$(BIN)/python -m pytest tests
 
 demo: venv
 	$(BIN)/robench demo
+
+# The example leaderboards committed under results/examples/ (runs go to results/demo/, not committed).
+results: venv fashion-mnist
+	$(BIN)/robench demo --dataset shapes10 --out-dir results/demo
+	$(BIN)/robench demo --dataset fashion-mnist --out-dir results/demo
+	$(MAKE) results-report
+
+results-report:
+	for d in shapes10 fashion-mnist; do \
+		$(BIN)/robench report results/demo --dataset $$d --baseline $$d-standard \
+			--out results/examples/$$d/leaderboard.md --out results/examples/$$d/report.html \
+			--out results/examples/$$d/cells.csv --plots results/examples/$$d > /dev/null || exit 1; \
+	done
 
 bench: venv
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/corruptions.py
 	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -20,7 +20,7 @@ try:  # typer >= 0.20 vendors click and exports the base of its errors; older ty
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import ClickException as ClickError
 
-from robench.config import EvalConfig, TrainConfig, field_help, field_type, parse_params, resolve
+from robench.config import EvalConfig, ReportConfig, TrainConfig, field_help, field_type, parse_params, resolve
 from robench.errors import RobenchError
 
 app = typer.Typer(
@@ -123,25 +123,25 @@ app.command("eval", help=_EVAL_HELP)(user_errors(_evaluate))
 app.command("evaluate", help="Alias of eval. " + _EVAL_HELP)(user_errors(_evaluate))
 
 
-@app.command(help="""Leaderboard of every evaluated run under the given folders, sorted by mCE.
+@app.command(help="""Leaderboards of every run under the given folders: seeds grouped, sorted by mCE.
 
-Example: robench report results/ --baseline r18-standard --out leaderboard.md""")
+Example: robench report results/ --baseline r18-standard --out board.md --out report.html --plots plots/
+
+--out writes by suffix: .md .html .tex .json (the report) or .csv .parquet (every cell, the tidy table).""")
 @user_errors
+@config_options(ReportConfig)
 def report(
     folders: List[Path] = typer.Argument(..., help="Results folders or run folders."),
-    baseline: Optional[str] = typer.Option(None, help="Run name for normalised and relative mCE columns."),
-    out: Optional[Path] = typer.Option(None, help="Also write the leaderboard to FILE.md or FILE.csv."),
-    plot: Optional[Path] = typer.Option(None, help="Also plot error per severity to FILE.png (needs matplotlib)."),
+    out: Optional[List[Path]] = typer.Option(None, help="Also write FILE (.md, .html, .tex, .json, .csv, .parquet); "
+                                                        "repeatable."),
+    **flags,
 ):
-    from robench import report as reporting
+    from robench.report import run
 
-    entries = reporting.collect(folders)
-    text = reporting.render(entries, baseline)
-    if out:
-        reporting.write_outputs(entries, out, baseline)
-    if plot:
-        reporting.plot(entries, plot)
-    typer.echo(text)
+    text, warnings = run(folders, out or [], resolve_flags(ReportConfig, None, flags))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(text, nl=False)
 
 
 def _registries() -> dict:

@@ -198,3 +198,27 @@ def parse_params(items: list[str] | None, what: str) -> dict[str, Any]:
         except yaml.YAMLError:
             raise RobenchError(f"--{what} {item}: the value is not valid YAML") from None
     return params
+
+
+@dataclass
+class ReportConfig:
+    baseline: str | None = option(None, "A run (or seed group) name: adds normalised and relative mCE and the mCE "
+                                        "difference with its 95 % interval.")
+    group: bool = option(True, "One row per group of runs that differ only in their seed (mean ± std (n)); "
+                               "--no-group lists every run.")
+    sort: str = option("mCE", "Sort each dataset's rows by this column: mCE | clean | extra | norm. mCE | rel. mCE | "
+                              "Δ mCE | RMS-CE | ECE | NLL | run | a corruption's short name | s1..s5.")
+    format: str = option("md", "What is printed: md | csv | json | html | latex (booktabs).")
+    dataset: str | None = option(None, "Only these datasets (comma-separated).")
+    source: str | None = option(None, "Only these sources: official, generated (comma-separated).")
+    model: str | None = option(None, "Only these models (comma-separated).")
+    policy: str | None = option(None, "Only these policy labels, e.g. standard,augmix+jsd (comma-separated).")
+    plots: str | None = option(None, "Write the PNG plots into this folder (needs matplotlib).")
+    robustbench: str | None = option(None, "Write RobustBench corruption model cards (<dir>/<dataset>/corruptions/"
+                                           "<run>.json) and unaggregated_results.csv into this folder.")
+
+    def validate(self) -> "ReportConfig":
+        from robench.report_formats import FORMATS  # imports no torch
+
+        FORMATS.get(self.format)
+        return self

@@ -39,7 +39,7 @@ def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str =
         evaluate(EvalConfig(str(run_dir), corruptions="all", severities="1-5", source="generated", device=device,
                             limit=settings.get("test_limit")), echo=echo)
         run_names.append(cfg.name)
-    entries = [e for e in report.collect([Path(out_dir)]) if e.run in run_names]
-    text = report.render(entries, baseline=run_names[0])
+    board = report.report([Path(out_dir) / name for name in run_names], baseline=run_names[0])
+    text = report.render(board)
     atomic_write_text(Path(out_dir) / f"leaderboard-{dataset}.md", text)
     return text

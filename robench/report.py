@@ -1,247 +1,356 @@
 """`robench report`: leaderboards from run folders, a pure function of the folders' files.
 
-mCE follows the CIFAR convention of AugMix and RobustBench: the unnormalised mean error over the
-15 standard corruptions x 5 severities. The 4 extra corruptions are reported apart. With a baseline
-run, normalised CE_c = sum_s E_cs / sum_s E_cs(base) and relative CE_c = sum_s (E_cs - E_clean) /
-sum_s (E_cs(base) - E_clean(base)), averaged over the 15 (the ImageNet-C definitions).
+Everything is computed from the tidy table of robench.tidy (one row per evaluated cell): the
+cells of each evaluation (run, dataset, source) are pivoted into an array E[corruption, severity],
+and every view is a reduction of it.
+
+- mCE follows the CIFAR convention of AugMix and RobustBench: the unnormalised mean error over the
+  15 standard corruptions x 5 severities. The 4 extra corruptions are reported apart.
+- With a baseline, normalised CE_c = sum_s E_cs / sum_s E_cs(base) and relative CE_c =
+  sum_s (E_cs - E_clean) / sum_s (E_cs(base) - E_clean(base)), averaged over the 15 (the
+  ImageNet-C definitions: a mean of per-corruption ratios, not a ratio of totals).
+- A value needs all of its cells: a run with a missing cell gets no mean (it is marked incomplete,
+  with how many cells it has), never a mean over fewer cells.
+- Runs that differ only in their seed form one row: mean ± standard deviation (n seeds).
+
+What the views look like (markdown, CSV, JSON, HTML, LaTeX) is robench.report_formats. Imports
+pandas and numpy, never torch; matplotlib only when plotting (robench.plots).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from robench.corruptions.protocol import CLEAN, EXTRA, SEVERITIES, STANDARD, short_name
+import numpy as np
+import pandas as pd
+
+from robench import stats
+from robench.corruptions.protocol import CLEAN, CORRUPTIONS, EXTRA, SEVERITIES, STANDARD, short_name
+from robench.config import ReportConfig
 from robench.errors import RobenchError
-from robench.runfiles import (EVAL_DIR, RUN_JSON, atomic_write_bytes, atomic_write_text, policy_label, read_eval_csv,
-                              read_json)
+from robench.report_formats import TITLES, check_outputs, render, write_output
+from robench.tidy import CALIBRATION, Results, load
+
+NOT_EVALUATED = "not evaluated"
+TEST_SET = ["dataset", "source", "n", "frost_textures"]  # evaluations on different ones are not ranked together
+
+
+# ----------------------------------------------------------------------------- one row per evaluation
+
+
+def evaluations(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """One row per (run, dataset, source) with its description, and E: array (evaluations, 19, 5) of
+    errors (NaN where a cell is missing), plus the same array for each calibration column present."""
+    keys = ["run", "dataset", "source"]
+    if cells.empty:
+        return pd.DataFrame(columns=keys), np.zeros((0, len(CORRUPTIONS), len(SEVERITIES))), {}
+    grouped = cells.groupby(keys, sort=True)
+    meta = grouped.agg(model=("model", "first"), policy=("policy", "first"), seed=("seed", "first"),
+                       eval_seed=("eval_seed", "first"), n=("n", lambda s: int(s.mode().iloc[0])))
+    frost = cells[cells["corruption"] == "frost"].groupby(keys)["frost_textures"].agg(
+        lambda s: "+".join(sorted(set(s) - {""})) or "?")
+    meta["frost_textures"] = frost.reindex(meta.index).fillna("")
+    grid = pd.MultiIndex.from_tuples([CLEAN] + [(c, s) for c in CORRUPTIONS for s in SEVERITIES],
+                                     names=["corruption", "severity"])
+    indexed = cells.set_index(keys + ["corruption", "severity"])
+
+    def cube(column):
+        wide = indexed[column].unstack(["corruption", "severity"]).reindex(index=meta.index, columns=grid)
+        values = wide.to_numpy(dtype=float)
+        return values[:, 0], values[:, 1:].reshape(len(meta), len(CORRUPTIONS), len(SEVERITIES))
+
+    meta["clean"], errors = cube("error")
+    calibration = {}
+    for column in CALIBRATION:
+        if column in cells.columns:
+            meta[f"clean {column}"], calibration[column] = cube(column)
+    return meta.reset_index(), errors, calibration
+
+
+def _flat(values: np.ndarray) -> np.ndarray:
+    return values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
+
+
+def _mean_all(values: np.ndarray) -> np.ndarray:
+    """Mean over every axis but the first; NaN as soon as one value is missing (never fewer cells)."""
+    return _flat(values).mean(axis=1) if len(values) else np.zeros(0)
+
+
+def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per evaluation: clean, mCE, extra, CE per corruption, mean per severity, calibration means,
+    and how many cells each mean has."""
+    std, extra = errors[:, :len(STANDARD)], errors[:, len(STANDARD):]
+    out = {}
+    out["mCE"], out["extra"] = _mean_all(std), _mean_all(extra)
+    out["mCE cells"] = np.isfinite(_flat(std)).sum(axis=1)
+    out["extra cells"] = np.isfinite(_flat(extra)).sum(axis=1)
+    for i, c in enumerate(CORRUPTIONS):
+        out[short_name(c)] = errors[:, i].mean(axis=1)
+        out[f"{short_name(c)} cells"] = np.isfinite(errors[:, i]).sum(axis=1)
+    for j, s in enumerate(SEVERITIES):
+        out[f"s{s}"] = std[:, :, j].mean(axis=1)
+        out[f"s{s} cells"] = np.isfinite(std[:, :, j]).sum(axis=1)
+    for column, values in calibration.items():
+        label, scale = CALIBRATION[column]
+        out[label] = scale * _mean_all(values[:, :len(STANDARD)])
+        out[f"{label} cells"] = np.isfinite(_flat(values[:, :len(STANDARD)])).sum(axis=1)
+        out[f"{label} clean"] = scale * meta[f"clean {column}"].to_numpy()
+        for j, s in enumerate(SEVERITIES):
+            out[f"{label} s{s}"] = scale * values[:, :len(STANDARD), j].mean(axis=1)
+    return pd.concat([meta, pd.DataFrame(out, index=meta.index)], axis=1)
+
+
+def normalised_mce(errors: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """100 x mean over the 15 of sum_s E_cs / sum_s E_cs(base); errors (N, 19, 5), base (19, 5)."""
+    ours, theirs = errors[:, :len(STANDARD)].sum(axis=2), base[:len(STANDARD)].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(theirs > 0, ours / np.where(theirs > 0, theirs, 1.0), np.nan)
+    return 100 * ratios.mean(axis=1)
+
+
+def relative_mce(errors: np.ndarray, clean: np.ndarray, base: np.ndarray, base_clean: float) -> np.ndarray:
+    """100 x mean over the 15 of sum_s (E_cs - E_clean) / sum_s (E_cs(base) - E_clean(base))."""
+    ours = (errors[:, :len(STANDARD)] - clean[:, None, None]).sum(axis=2)
+    theirs = (base[:len(STANDARD)] - base_clean).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(theirs != 0, ours / np.where(theirs != 0, theirs, 1.0), np.nan)
+    return 100 * ratios.mean(axis=1)
+
+
+# ----------------------------------------------------------------------------- groups of seeds
+
+
+def _group_name(names: list[str]) -> str:
+    """'r18-augmix-s0', 'r18-augmix-s1' -> 'r18-augmix'; otherwise the first name and how many more."""
+    if len(names) == 1:
+        return names[0]
+    stems = {re.sub(r"[-_.]?s(?:eed)?[-_]?\d+$", "", n) for n in names}
+    return stems.pop() if len(stems) == 1 and "" not in stems else f"{sorted(names)[0]} (+{len(names) - 1})"
+
+
+def assign_groups(per_eval: pd.DataFrame, runs: pd.DataFrame, group: bool) -> pd.Series:
+    """A group label per evaluation: runs of one recipe (config minus seed and name) evaluated on one
+    test set are one group; with group=False every evaluation is its own."""
+    if per_eval.empty:
+        return pd.Series([], dtype=str)
+    if not group:
+        return per_eval["run"].astype(str) + "|" + per_eval["dataset"] + "|" + per_eval["source"]
+    recipe = per_eval["run"].map(runs.set_index("run")["recipe"])
+    return recipe.astype(str) + "|" + _key(per_eval, TEST_SET)
+
+
+def _key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """The columns' values joined into one string per row (a hashable key for grouping)."""
+    return frame[columns].astype(object).map(str).agg("|".join, axis=1)
+
+
+# ----------------------------------------------------------------------------- the report
 
 
 @dataclass
-class Entry:
-    """One evaluation of one run: the cells' errors and the run's description."""
+class Report:
+    """Numeric views (one row per group of seeds, or per run with group=False) and their warnings."""
 
-    run: str
-    model: str
-    policy: str
-    dataset: str
-    source: str
-    errors: dict[tuple[str, int], float]  # (corruption, severity) -> error %, CLEAN for clean
-    frost_textures: str = ""  # which frost photographs the frost cells used: official | procedural | ""
+    leaderboard: pd.DataFrame  # one row per group (or run), every metric: mean, '<m> std', '<m> n', '<m> cells'
+    per_eval: pd.DataFrame  # one row per evaluation, numeric (what the groups summarise)
+    cells: pd.DataFrame  # the tidy table the report was computed from
+    warnings: list[str] = field(default_factory=list)
+    grouped: bool = True
+    baseline: str | None = None
+    calibration: list[str] = field(default_factory=list)  # calibration labels present
 
-    @property
-    def clean(self) -> float | None:
-        return self.errors.get(CLEAN)
-
-    def corruption_error(self, corruption: str) -> float | None:
-        """Mean error over the 5 severities, or None when a severity is missing."""
-        values = [self.errors.get((corruption, s)) for s in SEVERITIES]
-        return None if None in values else sum(values) / len(values)
-
-    def mean_error(self, corruptions) -> float | None:
-        """Mean over corruptions x 5 severities; None unless every cell is present."""
-        per = [self.corruption_error(c) for c in corruptions]
-        return None if None in per or not per else sum(per) / len(per)
-
-    @property
-    def mce(self) -> float | None:
-        return self.mean_error(STANDARD)
-
-    @property
-    def extra_error(self) -> float | None:
-        return self.mean_error(EXTRA)
-
-    def severity_error(self, severity: int) -> float | None:
-        values = [self.errors.get((c, severity)) for c in STANDARD]
-        return None if None in values else sum(values) / len(values)
+    def views(self) -> list[str]:
+        return list(TITLES)
 
 
-def normalised_mce(entry: Entry, baseline: Entry) -> float | None:
-    ratios = []
-    for c in STANDARD:
-        ours = [entry.errors.get((c, s)) for s in SEVERITIES]
-        base = [baseline.errors.get((c, s)) for s in SEVERITIES]
-        if None in ours or None in base or sum(base) == 0:
-            return None
-        ratios.append(sum(ours) / sum(base))
-    return 100 * sum(ratios) / len(ratios)
+METRICS = ["clean", "mCE", "extra"] + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES]
 
 
-def relative_mce(entry: Entry, baseline: Entry) -> float | None:
-    if entry.clean is None or baseline.clean is None:
-        return None
-    ratios = []
-    for c in STANDARD:
-        ours = [entry.errors.get((c, s)) for s in SEVERITIES]
-        base = [baseline.errors.get((c, s)) for s in SEVERITIES]
-        if None in ours or None in base:
-            return None
-        gap = sum(b - baseline.clean for b in base)
-        if gap == 0:
-            return None
-        ratios.append(sum(o - entry.clean for o in ours) / gap)
-    return 100 * sum(ratios) / len(ratios)
-
-
-def collect(roots: list[Path]) -> list[Entry]:
-    """Every (run folder, eval CSV) pair under the given folders (a root may itself be a run folder)."""
-    entries = []
-    for root in roots:
-        if not Path(root).exists():
-            raise RobenchError(f"{root} does not exist; give a results folder or run folders")
-        run_dirs = sorted({p.parent for p in Path(root).rglob(RUN_JSON)})
-        for run_dir in run_dirs:
-            run = read_json(run_dir / RUN_JSON)
-            for csv_path in sorted((run_dir / EVAL_DIR).glob("*.csv")):
-                rows = read_eval_csv(csv_path)
-                if not rows:
-                    continue
-                errors = {(r["corruption"], int(r["severity"])): float(r["error"]) for r in rows}
-                frost = {r.get("frost_textures") or "" for r in rows if r["corruption"] == "frost"}
-                policy = policy_label(run.get("policy", "?"), run.get("mix", "none"), bool(run.get("jsd")))
-                entries.append(Entry(run=run.get("name", run_dir.name), model=run.get("model", "?"), policy=policy,
-                                     dataset=rows[0]["dataset"], source=rows[0]["source"], errors=errors,
-                                     frost_textures="+".join(sorted(frost - {""})) or ("?" if frost else "")))
-    return entries
-
-
-def frost_column(entries: list[Entry]) -> bool:
-    """Show which frost textures each run used unless all used the official photographs (what the
-    released C-sets were made with): a procedural frost column is not comparable with an official one."""
-    return any(e.frost_textures not in ("", "official") for e in entries)
-
-
-def mixed_frost_warning(entries: list[Entry]) -> str | None:
-    """A sentence when runs of one dataset were ranked on different frost textures."""
-    for dataset in sorted({e.dataset for e in entries}):
-        kinds = {e.frost_textures for e in entries if e.dataset == dataset and e.frost_textures}
-        if len(kinds) > 1:
-            return (f"{dataset}: runs were evaluated with different frost textures ({', '.join(sorted(kinds))}); "
-                    f"their frost errors (and mCE) are not comparable. Re-evaluate with --frost official.")
-    return None
-
-
-def _sort_key(entry: Entry):
-    return (entry.dataset, entry.mce is None, entry.mce if entry.mce is not None else 0.0, entry.run)
-
-
-def leaderboard(entries: list[Entry], baseline: str | None = None) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) sorted by mCE, with normalised/relative mCE columns when a baseline is named."""
-    base_by_key = {}
+def build(results: Results, baseline: str | None = None, group: bool = True, sort: str = "mCE") -> Report:
+    """Every view of the report from the tidy cells and the run table."""
+    meta, errors, calibration = evaluations(results.cells)
+    per_eval = scores(meta, errors, calibration)
+    per_eval["group"] = assign_groups(per_eval, results.runs, group).to_numpy()
+    calib_labels = [CALIBRATION[c][0] for c in calibration]
+    warnings = _test_set_warnings(per_eval)
     if baseline:
-        for e in entries:
-            if e.run == baseline:
-                base_by_key[(e.dataset, e.source)] = e
-        if not base_by_key:
-            raise RobenchError(f"baseline run '{baseline}' has no evaluation under the given folders")
-    header = ["run", "model", "policy", "dataset", "source", "clean", "mCE", "extra"]
-    if baseline:
-        header += ["norm. mCE", "rel. mCE"]
-    header += [short_name(c) for c in STANDARD + EXTRA]
-    if frost_column(entries):
-        header.append("frost textures")
+        warnings += _add_baseline_columns(per_eval, errors, baseline)
+    metrics = METRICS + calib_labels + (["norm. mCE", "rel. mCE"] if baseline else [])
+    metrics += [f"{label} {s}" for label in calib_labels for s in ["clean"] + [f"s{s}" for s in SEVERITIES]]
+
+    # Each metric over the seeds of a group: mean and sample std of the runs that have it, and how many do.
+    grouped = per_eval.groupby("group", sort=False)
+    cell_columns = [f"{m} cells" for m in metrics if f"{m} cells" in per_eval]
+    summary = pd.concat([grouped[metrics].mean(), grouped[metrics].std(ddof=1).add_suffix(" std"),
+                         grouped[metrics].count().add_suffix(" n"), grouped[cell_columns].sum()], axis=1) \
+        if len(per_eval) else None
+    statuses = results.runs.set_index("run")["status"].to_dict()
+    base_values = _seed_values(per_eval) if baseline else {}
     rows = []
-    for e in sorted(entries, key=_sort_key):
-        row = [e.run, e.model, e.policy, e.dataset, e.source, _fmt(e.clean), _fmt(e.mce), _fmt(e.extra_error)]
+    for key, members in grouped:
+        first = members.iloc[0]
+        row = {"run": _group_name(list(members["run"])), "runs": ", ".join(members["run"]), "model": first["model"],
+               "policy": first["policy"], "dataset": first["dataset"], "source": first["source"], "n": int(first["n"]),
+               "frost_textures": first["frost_textures"], "seeds": ",".join(str(s) for s in sorted(members["seed"])),
+               "size": len(members), "group": key, "status": _status(members, statuses)}
+        row.update(summary.loc[key].to_dict())
         if baseline:
-            base = base_by_key.get((e.dataset, e.source))
-            row += [_fmt(normalised_mce(e, base) if base else None), _fmt(relative_mce(e, base) if base else None)]
-        row += [_fmt(e.corruption_error(c)) for c in STANDARD + EXTRA]
-        if frost_column(entries):
-            row.append(e.frost_textures or "-")
+            row.update(_baseline_difference(key, first["baseline group"], base_values))
         rows.append(row)
-    return header, rows
+    for run in results.runs.itertuples():
+        if run.run not in set(per_eval["run"]):
+            rows.append({"run": run.run, "runs": run.run, "model": run.model, "policy": run.policy,
+                         "dataset": run.dataset, "source": "-", "n": None, "frost_textures": "", "seeds": str(run.seed),
+                         "size": 1, "group": f"{run.run}|unevaluated", "clean": run.train_clean_error,
+                         "clean n": 1 if run.train_clean_error is not None else 0,
+                         "status": NOT_EVALUATED + ("" if run.status in ("trained", "external") else f"; {run.status}")})
+    board = pd.DataFrame(rows)
+    if board.empty:
+        raise RobenchError("no run folders found under the given folders; train a run with `robench train` first")
+    board = _sort_and_rank(board, sort)
+    frost_shown = bool((~board["frost_textures"].isin(["", "official"])).any())
+    if not frost_shown:
+        board = board.drop(columns="frost_textures")
+    return Report(leaderboard=board, per_eval=per_eval,
+                  cells=results.cells, warnings=warnings, grouped=group, baseline=baseline, calibration=calib_labels)
 
 
-def severity_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "dataset", "source", "clean"] + [f"s{s}" for s in SEVERITIES]
-    rows = [[e.run, e.dataset, e.source, _fmt(e.clean)] + [_fmt(e.severity_error(s)) for s in SEVERITIES]
-            for e in sorted(entries, key=_sort_key)]
-    return header, rows
+def _status(members: pd.DataFrame, statuses: dict) -> str:
+    odd = sorted({f"{r}: {statuses[r]}" for r in members["run"] if statuses.get(r) not in ("trained", "external")})
+    parts = [] if (members["mCE cells"] == 75).all() else ["incomplete"]
+    return "; ".join(parts + odd)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+def _test_set_warnings(per_eval: pd.DataFrame) -> list[str]:
+    """A line per dataset whose runs were evaluated on different test sets (source, size, frost)."""
+    out = []
+    for dataset, rows in per_eval.groupby("dataset"):
+        kinds = sorted({_test_set_label(r) for r in rows.itertuples()})
+        if len(kinds) > 1:
+            out.append(f"{dataset}: runs were evaluated on different test sets ({'; '.join(kinds)}); their errors are "
+                       f"not comparable, so each is ranked only among runs of its own test set (see the source, n "
+                       f"and frost columns). Re-evaluate with the same --source, --limit and --frost to compare them.")
+    return out
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    """A GitHub-flavoured markdown table, columns padded for reading as plain text too."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    numeric = [bool(rows) and all(_is_number(r[i]) for r in rows) for i in range(len(header))]
-
-    def line(cells):
-        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
-    return "\n".join([line(header), rule] + [line(r) for r in rows])
+def _test_set_label(row) -> str:
+    frost = f", frost {row.frost_textures}" if row.frost_textures else ""
+    return f"{row.source}, n={row.n}{frost}"
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return text == "-"
+def _baseline_rows(per_eval: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    named = per_eval[per_eval["run"] == baseline]
+    groups = set(named["group"]) | {g for g, m in per_eval.groupby("group") if _group_name(list(m["run"])) == baseline}
+    return per_eval[per_eval["group"].isin(groups)]
 
 
-def csv_table(header: list[str], rows: list[list[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+def _add_baseline_columns(per_eval: pd.DataFrame, errors: np.ndarray, baseline: str) -> list[str]:
+    """Normalised and relative mCE of every evaluation against the baseline group of its test set
+    (the baseline's cells averaged over its seeds)."""
+    base_rows = _baseline_rows(per_eval, baseline)
+    if base_rows.empty:
+        raise RobenchError(f"baseline run '{baseline}' has no evaluation under the given folders; "
+                           f"give the name of an evaluated run (see the run column of robench report)")
+    per_eval["norm. mCE"], per_eval["rel. mCE"], per_eval["baseline group"] = np.nan, np.nan, ""
+    unmatched = []
+    test_sets, base_sets = _key(per_eval, TEST_SET), _key(base_rows, TEST_SET)
+    for test_set in sorted(set(test_sets)):
+        mine = np.flatnonzero((test_sets == test_set).to_numpy())
+        base = base_rows[(base_sets == test_set).to_numpy()]
+        if base.empty:
+            first = per_eval.iloc[mine[0]]
+            unmatched.append(f"{first['dataset']} ({_test_set_label(first)})")
+            continue
+        base_errors = errors[base.index.to_numpy()].mean(axis=0)
+        base_clean = float(base["clean"].mean())
+        per_eval.loc[mine, "norm. mCE"] = normalised_mce(errors[mine], base_errors)
+        per_eval.loc[mine, "rel. mCE"] = relative_mce(errors[mine], per_eval["clean"].to_numpy()[mine], base_errors,
+                                                      base_clean)
+        per_eval.loc[mine, "baseline group"] = base["group"].iloc[0]
+    if unmatched:
+        return [f"baseline '{baseline}' has no evaluation on {', '.join(unmatched)}; those rows have no baseline "
+                f"columns"]
+    return []
 
 
-def render(entries: list[Entry], baseline: str | None = None) -> str:
-    """The markdown report: the leaderboard, then mean error over the 15 per severity."""
-    if not entries:
-        raise RobenchError("no evaluated runs found; run `robench eval <run folder>` first")
-    board = markdown_table(*leaderboard(entries, baseline))
-    severities = markdown_table(*severity_table(entries))
-    note = ("Errors in %. mCE: mean over the 15 standard corruptions x 5 severities; extra: the 4 extra "
-            "corruptions; per-corruption columns: mean over severities.")
-    mixed = mixed_frost_warning(entries)
-    if mixed:
-        note += f"\n\n**Warning:** {mixed}"
-    return f"## Leaderboard\n\n{board}\n\n{note}\n\n## Mean error over the 15 standard corruptions, per severity\n\n{severities}\n"
+def _seed_values(per_eval: pd.DataFrame) -> dict[str, list[tuple[int, float]]]:
+    """Group -> (seed, mCE) of its runs that have an mCE."""
+    have = per_eval[per_eval["mCE"].notna()]
+    return {g: list(zip(m["seed"].astype(int), m["mCE"])) for g, m in have.groupby("group", sort=False)}
 
 
-def write_outputs(entries: list[Entry], out: Path, baseline: str | None = None) -> None:
-    out = Path(out)
-    if out.suffix == ".md":
-        atomic_write_text(out, render(entries, baseline))
-    elif out.suffix == ".csv":
-        atomic_write_text(out, csv_table(*leaderboard(entries, baseline)))
+def _baseline_difference(group: str, base_group: str, values: dict) -> dict:
+    """mCE minus the baseline's, with a 95 % interval (paired by seed when the seeds match, else Welch)."""
+    out = {"Δ mCE": math.nan, "Δ mCE ci": math.nan, "Δ mCE method": ""}
+    ours, theirs = values.get(group), values.get(base_group)
+    if not base_group or not ours or not theirs:
+        return out
+    if group == base_group:
+        return {"Δ mCE": 0.0, "Δ mCE ci": math.nan, "Δ mCE method": "baseline"}
+    diff = stats.difference(ours, theirs)
+    return {"Δ mCE": diff.mean, "Δ mCE ci": diff.half_width if diff.half_width is not None else math.nan,
+            "Δ mCE method": diff.method}
+
+
+SORT_KEYS = (["mCE", "clean", "extra", "norm. mCE", "rel. mCE", "Δ mCE", "RMS-CE", "ECE", "NLL", "run"]
+             + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES])
+
+
+def _sort_and_rank(board: pd.DataFrame, sort: str) -> pd.DataFrame:
+    """Within each dataset and test set (unevaluated runs last): rows with a value first, ascending
+    (errors: lower is better), then by name. The rank counts within one test set only."""
+    keys = {k.lower(): k for k in SORT_KEYS}
+    if sort.lower() not in keys:
+        raise RobenchError(f"unknown --sort '{sort}'; choose one of: {', '.join(SORT_KEYS)}")
+    key = keys[sort.lower()]
+    if key == "run":
+        values = board["run"]
     else:
-        raise RobenchError(f"--out must end in .md or .csv, got {out.name}")
+        values = pd.to_numeric(board[key], errors="coerce") if key in board else pd.Series(np.nan, index=board.index)
+    board = board.assign(_missing=values.isna() if key != "run" else False, _value=values,
+                         _set=board["source"].eq("-").astype(int).astype(str) + _key(board, TEST_SET))
+    board = board.sort_values(["dataset", "_set", "_missing", "_value", "run"], kind="stable")
+    board = board.drop(columns=["_missing", "_value", "_set"])
+    ranked = board["mCE"].notna() if "mCE" in board else pd.Series(False, index=board.index)
+    rank = ranked.groupby(_key(board, TEST_SET)).cumsum()
+    board = board.copy()  # one block, not hundreds of appended columns
+    board.insert(0, "rank", rank.where(ranked).astype("Int64"))
+    return board.reset_index(drop=True)
 
 
-def plot(entries: list[Entry], out: Path) -> None:
-    """Per-severity error curves, one line per run (needs matplotlib: pip install 'robench[plot]')."""
-    try:
-        import matplotlib
+def report(folders: list[Path], baseline: str | None = None, group: bool = True, sort: str = "mCE",
+           dataset: str | None = None, source: str | None = None, model: str | None = None,
+           policy: str | None = None) -> Report:
+    """Load the run folders, filter them, and build every view."""
+    results = load(folders).filter(dataset=dataset, source=source, model=model, policy=policy)
+    if results.runs.empty:
+        raise RobenchError("no run folders match; check the folders and the --dataset/--source/--model/--policy filters")
+    return build(results, baseline=baseline, group=group, sort=sort)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RobenchError("--plot needs matplotlib: pip install 'robench[plot]'") from None
-    if Path(out).suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise RobenchError(f"--plot must end in .png, .pdf or .svg, got {Path(out).name}")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for e in sorted(entries, key=_sort_key):
-        ys = [e.clean] + [e.severity_error(s) for s in SEVERITIES]
-        if None not in ys:
-            ax.plot(range(6), ys, marker="o", label=f"{e.run} ({e.source})")
-    ax.set_xticks(range(6), ["clean", "1", "2", "3", "4", "5"])
-    ax.set_xlabel("severity")
-    ax.set_ylabel("error over the 15 corruptions (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=Path(out).suffix[1:])
-    plt.close(fig)
-    atomic_write_bytes(Path(out), buffer.getvalue())
+
+def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, list[str]]:
+    """The `robench report` verb: (what to print, warning lines). Every argument is checked before
+    anything is written."""
+    check_outputs(outs)
+    if cfg.plots:
+        from robench.plots import check_matplotlib
+
+        check_matplotlib()
+    result = report(folders, baseline=cfg.baseline, group=cfg.group, sort=cfg.sort, dataset=cfg.dataset,
+                    source=cfg.source, model=cfg.model, policy=cfg.policy)
+    text = render(result, cfg.format)
+    for out in outs:
+        write_output(result, out)
+    if cfg.plots:
+        from robench.plots import write_plots
+
+        write_plots(result, Path(cfg.plots))
+    warnings = list(result.warnings)
+    if cfg.robustbench:
+        from robench.robustbench import write_cards
+
+        warnings += write_cards(result, Path(cfg.robustbench))
+    return text, warnings

@@ -1,0 +1,273 @@
+"""How a Report looks: its views as strings (values, `mean ± std (n)`, `incomplete (k/N)`) and
+the formats they are written in (FORMATS: md, csv, json, html, latex), and `--out` by suffix.
+
+The numbers themselves are computed in robench.report; nothing here computes a statistic.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, short_name
+from robench.errors import RobenchError
+from robench.registry import Registry
+from robench.runfiles import atomic_write_bytes, atomic_write_text
+from robench.tidy import CALIBRATION
+
+if TYPE_CHECKING:  # pragma: no cover
+    from robench.report import Report
+
+# The leaderboard's calibration columns (mean over the 75 standard cells), when the CSVs have them.
+BOARD_CALIBRATION = ("rms_ce", "ece", "nll")
+
+
+# ----------------------------------------------------------------------------- display
+
+
+def fmt(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.2f}"
+
+
+def _display(row: pd.Series, metric: str, cells_needed: int | None) -> str:
+    """'24.10', '24.10 ± 0.40 (3)', '24.10 (2 of 3)', 'incomplete (60/75)' or '-'."""
+    mean, std, n = row.get(metric), row.get(f"{metric} std"), row.get(f"{metric} n")
+    size = int(row.get("size", 1) or 1)
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        cells = row.get(f"{metric} cells")
+        if cells_needed and cells is not None and not pd.isna(cells) and cells > 0:
+            return f"incomplete ({int(cells)}/{cells_needed * size})"
+        return "-"
+    if size == 1:
+        return fmt(mean)
+    spread = f" ± {fmt(std)}" if std is not None and not pd.isna(std) else ""
+    count = f"({int(n)})" if n == size else f"({int(n)} of {size})"
+    return f"{fmt(mean)}{spread} {count}"
+
+
+def _delta(row: pd.Series) -> str:
+    mean, ci, method = row.get("Δ mCE"), row.get("Δ mCE ci"), row.get("Δ mCE method")
+    if mean is None or pd.isna(mean):
+        return "-"
+    if method == "baseline":
+        return "baseline"
+    sign = "+" if mean > 0 else ""
+    interval = f" ± {ci:.2f} ({method})" if ci is not None and not pd.isna(ci) else ""
+    return f"{sign}{mean:.2f}{interval}"
+
+
+def display_tables(report: Report) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Each view as (header, rows of strings), what md, html and latex print."""
+    board = report.leaderboard
+    show = lambda c: c in board.columns  # noqa: E731
+    grouped = report.grouped and bool((board["size"] > 1).any())
+    meta = ["run", "model", "policy", "dataset", "source", "n"] + (["frost_textures"] if show("frost_textures") else [])
+    if grouped:
+        meta.append("seeds")
+    header = ["rank"] + [("frost" if c == "frost_textures" else c) for c in meta] + ["clean", "mCE", "extra"]
+    metrics = [("clean", None), ("mCE", 75), ("extra", 20)]
+    if report.baseline:
+        header += ["norm. mCE", "rel. mCE", "Δ mCE"]
+        metrics += [("norm. mCE", None), ("rel. mCE", None)]
+    calib = [CALIBRATION[c][0] for c in BOARD_CALIBRATION if CALIBRATION[c][0] in report.calibration]
+    header += calib + ["status"]
+    views = {}
+    rows = []
+    for _, r in board.iterrows():
+        cells = ["" if pd.isna(r["rank"]) else str(int(r["rank"]))] + [_text(r.get(c)) for c in meta]
+        cells += [_display(r, m, need) for m, need in metrics]
+        if report.baseline:
+            cells.append(_delta(r))
+        cells += [_display(r, c, 75) for c in calib]
+        status = r.get("status")
+        cells.append(status if isinstance(status, str) and status else "")
+        rows.append(cells)
+    views["leaderboard"] = (header, rows)
+    ident = ["run", "dataset", "source"]
+    views["corruptions"] = (ident + [short_name(c) for c in CORRUPTIONS],
+                            [[_text(r[c]) for c in ident] + [_display(r, short_name(c), 5) for c in CORRUPTIONS]
+                             for _, r in board.iterrows() if r["source"] != "-"])
+    views["severities"] = (ident + ["clean"] + [f"s{s}" for s in SEVERITIES],
+                           [[_text(r[c]) for c in ident] + [_display(r, "clean", None)]
+                            + [_display(r, f"s{s}", 15) for s in SEVERITIES]
+                            for _, r in board.iterrows() if r["source"] != "-"])
+    return views
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+TITLES = {"leaderboard": "Leaderboard", "corruptions": "Error per corruption (mean over severities 1-5)",
+          "severities": "Mean error over the 15 standard corruptions, per severity"}
+
+
+def notes(report: Report) -> str:
+    text = ("Errors in %. mCE: mean over the 15 standard corruptions x 5 severities; extra: the 4 extra corruptions. "
+            "A mean needs all of its cells: 'incomplete (k/N)' says how many it has.")
+    if report.grouped and (report.leaderboard["size"] > 1).any():
+        text += " Rows of several seeds: mean ± standard deviation (number of seeds)."
+    if report.baseline:
+        text += (f" Baseline: {report.baseline}; norm./rel. mCE in % of it; Δ mCE = mCE minus the baseline's, "
+                 f"± the half-width of its 95 % interval (paired by seed when both have the same seeds, else Welch).")
+    if report.calibration:
+        text += " Calibration (RMS-CE, ECE in %; NLL in nats): means over the 75 standard corrupted cells."
+    return text
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table, columns padded for reading as plain text too."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    numeric = [bool(rows) and all(is_number(r[i]) for r in rows) for i in range(len(header))]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric)) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def is_number(text: str) -> bool:
+    head = text.split(" ")[0]
+    try:
+        float(head)
+        return True
+    except ValueError:
+        return text in ("-", "", "baseline") or text.startswith("incomplete")
+
+
+def render_markdown(report: Report) -> str:
+    parts = []
+    for name, (header, rows) in display_tables(report).items():
+        if rows:
+            parts.append(f"## {TITLES[name]}\n\n{markdown_table(header, rows)}\n")
+        if name == "leaderboard":
+            parts.append(notes(report) + "\n")
+            parts += [f"**Warning:** {w}\n" for w in report.warnings]
+    return "\n".join(parts)
+
+
+LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    out = "".join(LATEX_ESCAPES.get(ch, ch) for ch in text)
+    return out.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    """A booktabs table (\\usepackage{booktabs}): \\toprule, \\midrule, \\bottomrule, no vertical rules."""
+    numeric = [bool(rows) and all(is_number(r[i]) for r in rows) for i in range(len(header))]
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{latex_escape(caption)}}}",
+             r"\begin{tabular}{" + "".join("r" if n else "l" for n in numeric) + "}", r"\toprule",
+             " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines)
+
+
+def render_latex(report: Report) -> str:
+    parts = [f"% robench report: {notes(report)}"] + [f"% warning: {w}" for w in report.warnings]
+    parts += [latex_table(h, r, TITLES[name]) for name, (h, r) in display_tables(report).items() if r]
+    return "\n\n".join(parts) + "\n"
+
+
+def numeric_view(report: Report, name: str) -> pd.DataFrame:
+    """A view with numbers, not strings (csv and json): each metric's mean, and with seed groups its
+    '<metric> std' and '<metric> n'."""
+    board = report.leaderboard
+    ident = ["rank", "run", "runs", "model", "policy", "dataset", "source", "n", "seeds", "status"]
+    ident += ["frost_textures"] if "frost_textures" in board else []
+    if name == "leaderboard":
+        metrics = ["clean", "mCE", "extra"] + (["norm. mCE", "rel. mCE"] if report.baseline else [])
+        metrics += [c for c in ("RMS-CE", "ECE", "NLL", "Brier") if c in report.calibration]
+        extra = ["Δ mCE", "Δ mCE ci", "Δ mCE method"] if report.baseline else []
+    elif name == "corruptions":
+        metrics, extra = [short_name(c) for c in CORRUPTIONS], []
+    else:
+        metrics, extra = ["clean"] + [f"s{s}" for s in SEVERITIES], []
+    columns = list(ident)
+    for m in metrics:
+        columns += [m] + ([f"{m} std", f"{m} n"] if report.grouped else [])
+    out = board.reindex(columns=columns + extra)
+    for column in out.columns:
+        if column in ("rank", "n") or column.endswith(" n"):
+            out[column] = out[column].astype("Int64")
+    if name != "leaderboard":
+        out = out[out["source"] != "-"]
+    return out
+
+
+def render_csv(report: Report) -> str:
+    return numeric_view(report, "leaderboard").to_csv(index=False)
+
+
+def render_json(report: Report) -> str:
+    data = {name: json.loads(numeric_view(report, name).to_json(orient="records")) for name in report.views()}
+    data["warnings"], data["notes"] = report.warnings, notes(report)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _render_html(report: Report) -> str:
+    from robench.report_html import page
+
+    return page(report)
+
+
+# The --format choices: name -> renderer(report) -> text.
+FORMATS = Registry("report format")
+FORMATS.add("md", render_markdown, "markdown: the tables, notes and warnings (the default)")
+FORMATS.add("csv", render_csv, "the leaderboard as CSV, numbers only ('<metric> std' and '<metric> n' columns)")
+FORMATS.add("json", render_json, "every view as records, with the warnings and notes")
+FORMATS.add("html", _render_html, "one self-contained page: sortable tables and embedded plots")
+FORMATS.add("latex", render_latex, "booktabs tables for papers (\\usepackage{booktabs})")
+
+
+def render(report: Report, fmt_name: str = "md") -> str:
+    return FORMATS.get(fmt_name).factory(report)
+
+
+OUT_SUFFIXES = {".md": "md", ".json": "json", ".html": "html", ".tex": "latex"}
+
+
+def write_output(report: Report, out: Path) -> None:
+    """By the file's suffix: the report as .md, .json, .html or .tex; the whole tidy table of cells
+    as .csv or .parquet."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        atomic_write_text(out, report.cells.to_csv(index=False))
+    elif suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise RobenchError("--out FILE.parquet needs pyarrow: pip install pyarrow (or write FILE.csv)") from None
+        buffer = io.BytesIO()
+        report.cells.to_parquet(buffer, index=False)
+        atomic_write_bytes(out, buffer.getvalue())
+    elif suffix in OUT_SUFFIXES:
+        atomic_write_text(out, render(report, OUT_SUFFIXES[suffix]))
+    else:
+        raise RobenchError(f"--out must end in .md, .html, .tex, .json (the report) or .csv, .parquet (every cell), "
+                           f"got {out.name}")
+
+
+def check_outputs(outs: list[Path]) -> None:
+    """Refuse a bad --out before computing anything, so nothing is half-written."""
+    for out in outs:
+        if Path(out).suffix.lower() not in (*OUT_SUFFIXES, ".csv", ".parquet"):
+            raise RobenchError(f"--out must end in .md, .html, .tex, .json (the report) or .csv, .parquet (every "
+                               f"cell), got {Path(out).name}")
