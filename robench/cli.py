@@ -47,7 +47,7 @@ def user_errors(command):
             return command(*args, **kwargs)
         except RobenchError as e:
             typer.echo(f"robench: error: {e}", err=True)
-            raise typer.Exit(2)
+            raise typer.Exit(getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
 
     return wrapper
 
@@ -81,12 +81,17 @@ def config_options(cls, skip: tuple[str, ...] = ()):
     return decorate
 
 
-def resolve_flags(cls, yaml_path, flags: dict):
-    """The config from defaults < YAML < the given flags, KEY=VALUE lists parsed into dicts."""
+def parse_dict_flags(cls, flags: dict) -> dict:
+    """`flags` with the repeatable KEY=VALUE lists parsed into dicts."""
     for f in dataclasses.fields(cls):
         if field_type(cls, f.name) is dict and flags.get(f.name) is not None:
             flags[f.name] = parse_params(flags[f.name], f.metadata["flag"]) or None
-    return resolve(cls, yaml_path, flags)
+    return flags
+
+
+def resolve_flags(cls, yaml_path, flags: dict):
+    """The config from defaults < YAML < the given flags, KEY=VALUE lists parsed into dicts."""
+    return resolve(cls, yaml_path, parse_dict_flags(cls, flags))
 
 
 @app.command(help="""Train a classifier under an augmentation policy; writes results/<name>/.
@@ -98,13 +103,18 @@ Offline example: robench train --dataset shapes10 --model small-cnn --epochs 3 -
 @config_options(TrainConfig)
 def train(
     config: Optional[Path] = typer.Option(None, help="YAML file of defaults (keys as below, e.g. recipes/*.yaml); explicit flags override it."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run folder of the same name."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run folder of the same name (once the new "
+                                               "run has finished its first epoch)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue this run folder from its last checkpoint (options "
+                                                     "given must match its config, bar --device, --data-dir, "
+                                                     "--checkpoint-every, --compile)."),
+    seeds: Optional[str] = typer.Option(None, help="Train one run per seed, e.g. 0,1,2 or 0-4, named <name>-s<seed>."),
     **flags,
 ):
-    from robench.train import train as run_training
+    from robench.seeds import train_runs
 
-    run_dir = run_training(resolve_flags(TrainConfig, config, flags), overwrite=overwrite, echo=typer.echo)
-    typer.echo(f"done: {run_dir}  (next: robench eval {run_dir})")
+    train_runs(config, parse_dict_flags(TrainConfig, flags), resume=resume, seeds=seeds, overwrite=overwrite,
+               echo=typer.echo)
 
 
 def _evaluate(run: Path = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):

@@ -82,6 +82,13 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Rank `src`'s `tensor` copied into every rank's, in place."""
+    if active():
+        dist.broadcast(tensor, src=src)
+    return tensor
+
+
 def all_gather_objects(obj) -> list:
     """Every rank's `obj` (picklable), in rank order, on every rank."""
     if not active():
