@@ -175,6 +175,8 @@ def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Ru
     del pixels
     model = build_model(cfg.model, train_split.num_classes, mean, std)
     if cfg.sync_bn and world > 1:
+        if device.type != "cuda":
+            raise RobenchError("--sync-bn needs CUDA ranks (torch's SyncBatchNorm runs on GPUs only); drop it on the CPU")
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device)
     forward = model

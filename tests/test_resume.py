@@ -169,6 +169,16 @@ def test_a_start_that_never_checkpointed_does_not_block_a_rerun(tmp_path):
     assert result.exit_code == 2 and "already holds a run" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory):
+    """A finished one-epoch run r (lr 0.1, policy standard) and a folder 'half' holding only a config."""
+    out = tmp_path_factory.mktemp("one-epoch")
+    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out-dir", out, "--name", "r"]).exit_code == 0
+    (out / "half").mkdir()
+    (out / "half" / "config.yaml").write_text("model: small-cnn\n")
+    return out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--resume", "{tmp}/nope"], "there is no run there"),
     (["--resume", "{tmp}/r", "--lr", "0.3"], "cannot resume {tmp}/r with --lr 0.3: the run was started with 0.1"),
@@ -177,12 +187,33 @@ def test_a_start_that_never_checkpointed_does_not_block_a_rerun(tmp_path):
     (["--resume", "{tmp}/half"], "it has no checkpoint yet"),
     (["--seeds", "2-1"], "bad --seeds '2-1'"),
 ])
-def test_resume_refuses_what_it_cannot_honour(tmp_path, args, message):
-    assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out-dir", tmp_path, "--name", "r"]).exit_code == 0
-    (tmp_path / "half").mkdir()
-    (tmp_path / "half" / "config.yaml").write_text("model: small-cnn\n")
+def test_resume_refuses_what_it_cannot_honour(one_epoch, args, message):
+    tmp_path = one_epoch
     listing = sorted(str(p) for p in tmp_path.rglob("*"))
     result = runner.invoke(app, ["train", *[a.format(tmp=tmp_path) for a in args]])
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and message.format(tmp=tmp_path) in result.stderr, result.stderr
     assert sorted(str(p) for p in tmp_path.rglob("*")) == listing
+
+
+def test_torchrun_trains_with_two_gloo_processes_and_writes_once(tmp_path):
+    """2 CPU ranks (gloo): one set of files and one line per epoch (rank 0 only), the global batch
+    split across the ranks, all-reduced finite metrics; the checkpoint resumes only on 2 ranks."""
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "robench", "train", *TINY, "--batch-size", "32", "--out-dir", str(tmp_path),
+                             "--name", "ddp", "--checkpoint-every", "1"], env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("training ") for line in lines) == 1 and "x 2 processes" in lines[0]
+    assert sum(line.startswith("epoch ") for line in lines) == 2 and sum(line.startswith("done: ") for line in lines) == 1
+    run = tmp_path / "ddp"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.csv", "run.json"]
+    rows = metrics(run)
+    assert len(rows) == 2 and all(float(loss) == float(loss) and float(loss) < 10 for _, _, loss, _, _ in rows)
+    state = load(run / "checkpoint.pt")
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["augment"], state["rng"][1]["augment"])  # a stream per rank
+    result = runner.invoke(app, ["train", "--resume", run])
+    assert result.exit_code == 2 and "it was trained on 2" in result.stderr
