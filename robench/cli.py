@@ -154,6 +154,40 @@ def report(
     typer.echo(text)
 
 
+@app.command(help="""Train and evaluate a grid of runs (recipes x seeds x models x any option) from GRID.yaml.
+
+Example: robench sweep grid.yaml ; robench sweep --status grid.yaml ; robench sweep --slurm grid.yaml
+
+Locally the runs go one after another (each on all local GPUs through torchrun, or one run per GPU
+with --per-gpu); --slurm writes a SLURM job-array script instead. Finished runs and cells are
+skipped and interrupted runs resumed, so re-running a sweep completes it. The grid file's format
+is in the README ("Long runs, many GPUs, clusters").""")
+@user_errors
+def sweep(
+    grid: Path = typer.Argument(..., help="The grid file (YAML)."),
+    status: bool = typer.Option(False, "--status", help="Print each run's state (done, running, failed, missing) and stop."),
+    slurm: bool = typer.Option(False, "--slurm", help="Write <out_dir>/<grid>.sbatch, a job array of one task per run, and stop."),
+    sbatch: Optional[List[str]] = typer.Option(None, help="An #SBATCH option KEY=VALUE for --slurm, repeatable "
+                                                          "(over the grid file's slurm: section), e.g. --sbatch time=24:00:00."),
+    per_gpu: bool = typer.Option(False, "--per-gpu", help="One run per local GPU at a time instead of each run on all of them."),
+    task: Optional[int] = typer.Option(None, help="Only the run with this index (what each SLURM array task runs)."),
+):
+    from robench import sweep as sweeping
+
+    spec = sweeping.load_grid(grid)
+    if status:
+        typer.echo(sweeping.status_table(spec))
+        return
+    if slurm:
+        path = sweeping.write_slurm(spec, sweeping.parse_sbatch(sbatch))
+        typer.echo(f"wrote {path}: {len(spec.runs)} array tasks, logs in {spec.out_dir / 'logs'}; submit with: sbatch {path}")
+        return
+    code = sweeping.run_per_gpu(spec, typer.echo) if per_gpu else sweeping.run_local(spec, typer.echo, task)
+    if code == 0 and task is None:
+        typer.echo(sweeping.status_table(spec).splitlines()[-1])
+    raise typer.Exit(code)
+
+
 def _registries() -> dict:
     """What `robench list` can list: kind -> registry (imported only when listed)."""
     return {
