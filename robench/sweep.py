@@ -4,7 +4,7 @@ and evaluated locally one after another, or as a SLURM job array.
 A grid file:
 
     out_dir: results/table1            # where the runs go [default: results/<grid file name>]
-    recipes: [recipes/a.yaml, recipes/b.yaml]   # optional: each a config file, one axis of the grid
+    recipes: [../a.yaml, ../b.yaml]    # optional: config files (relative to this file), one axis
     grid:                              # any train option -> the values to try (another axis each)
       model: [wrn-40-2, resnet18]
       seed: [0, 1, 2]
@@ -12,7 +12,9 @@ A grid file:
     eval: {corruptions: all, severities: 1-5}   # robench eval options; `eval: false` skips eval
     slurm: {partition: gpu, time: "24:00:00", gres: "gpu:1"}   # #SBATCH options for --slurm
 
-Every run is resolved and checked (names, keys, types) before anything runs. A run is done when it
+A run is named after its recipe's `name` (or file name), the grid values that vary (bare for
+model, policy, mix, dataset and optimizer, key+value otherwise) and its seed: wrn40-2-augmix-s0,
+resnet18-lr0.05-s1. Every run is resolved and checked (names, keys, types) before anything runs. A run is done when it
 has run.json and every requested eval cell; done runs are skipped and unfinished ones resumed from
 their checkpoint, so re-running a sweep completes it. A worker holds a lock file per run while it
 works on it, so several workers (--per-gpu, SLURM tasks, two terminals) never share a run.
@@ -90,8 +92,7 @@ def load_grid(path: str | Path) -> Grid:
     recipes = data.get("recipes") or [None]
     if not isinstance(recipes, list):
         raise RobenchError(f"{path}: 'recipes' must be a list of config files")
-    recipes = [None if r is None else (path.parent / r if not Path(r).is_absolute() and not Path(r).exists()
-                                       else Path(r)) for r in recipes]
+    recipes = [None if r is None else path.parent / r for r in recipes]  # relative to the grid file
     out_dir = Path(data.get("out_dir") or Path("results") / safe_name(path.stem))
 
     evaluation = data.get("eval", {})
@@ -113,7 +114,7 @@ def load_grid(path: str | Path) -> Grid:
             cfg = resolve(TrainConfig, recipe, {**fixed, **values})
         except RobenchError as e:
             raise RobenchError(f"{path}: {e}") from None
-        parts = [recipe.stem] if recipe is not None and len(recipes) > 1 else []
+        parts = [cfg.name or recipe.stem] if recipe is not None else []  # the recipe's run name
         parts += [str(v) if k in BARE else f"{k}{v}" for k, v in values.items() if k != "seed"]
         name = safe_name("-".join(parts + [f"s{cfg.seed}"]))
         cfg.name, cfg.out_dir = name, str(out_dir)

@@ -120,3 +120,15 @@ def test_a_grid_with_a_mistake_is_one_line_and_writes_nothing(tmp_path, grid, me
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_the_shipped_table1_grid_expands_to_8_recipes_x_3_seeds():
+    from robench import sweep
+
+    spec = sweep.load_grid(Path(__file__).resolve().parents[1] / "recipes" / "sweeps" / "augmix-paper-table1.yaml")
+    names = [run.name for run in spec.runs]
+    assert len(names) == len(set(names)) == 24
+    assert names[:3] == ["wrn40-2-standard-s0", "wrn40-2-standard-s1", "wrn40-2-standard-s2"]
+    augmix = next(run.cfg for run in spec.runs if run.name == "wrn40-2-augmix-s2")
+    assert (augmix.jsd, augmix.seed, augmix.epochs, augmix.checkpoint_every) == (True, 2, 100, 100)
+    assert spec.eval == {"corruptions": "all", "severities": "1-5"} and spec.slurm["gres"] == "gpu:1"
