@@ -217,3 +217,23 @@ def test_torchrun_trains_with_two_gloo_processes_and_writes_once(tmp_path):
     assert not torch.equal(state["rng"][0]["augment"], state["rng"][1]["augment"])  # a stream per rank
     result = runner.invoke(app, ["train", "--resume", run])
     assert result.exit_code == 2 and "it was trained on 2" in result.stderr
+
+
+def test_the_loader_splits_each_global_batch_across_ranks_and_resumes_mid_epoch():
+    from robench.data.loader import DeviceLoader
+    from robench.distributed import rank_seed, share
+
+    images, labels = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 3, 2, 2), torch.arange(50)
+    one = DeviceLoader(images, labels, 12, "cpu", seed=3)
+    ranks = [DeviceLoader(images, labels, 12, "cpu", seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for _ in range(2):  # two epochs: the same permutation on every rank, each rank half of each batch
+        whole = [l for _, l in one]
+        halves = [[l for _, l in loader] for loader in ranks]
+        assert len(whole) == 4 and [torch.cat(pair).tolist() for pair in zip(*halves)] == [b.tolist() for b in whole]
+        assert all(len(b) == 6 for half in halves for b in half)
+    again = DeviceLoader(images, labels, 12, "cpu", seed=3)
+    again.resume(1, 3)  # the second epoch from its fourth batch
+    assert [l.tolist() for _, l in again] == [whole[3].tolist()]
+    assert [l.tolist() for _, l in again] != [b.tolist() for b in whole]  # the next pass is epoch 3
+    assert [share(10, r, 3) for r in range(3)] == [slice(0, 3), slice(3, 6), slice(6, 10)]
+    assert rank_seed(7, 0) == 7 and len({rank_seed(7, r) for r in range(8)}) == 8
