@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -46,7 +47,8 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except RobenchError as e:
-            typer.echo(f"robench: error: {e}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; rank 0 says it
+                typer.echo(f"robench: error: {e}", err=True)
             raise typer.Exit(getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
 
     return wrapper

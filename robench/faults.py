@@ -3,7 +3,7 @@
 - SIGINT (Ctrl-C) and SIGTERM (what SLURM sends before preempting a job) only raise a flag; the
   loop checkpoints at the next step boundary and exits with INTERRUPTED (75), which says "resume
   me": `robench train --resume RUN` and a re-run sweep continue from that checkpoint. A second
-  signal interrupts at once.
+  Ctrl-C interrupts at once (a repeated SIGTERM does not: SLURM and torchrun may both send one).
 - A non-finite loss or weight stops training before it is checkpointed, so the last checkpoint
   on disk is the last good one.
 - A folder holding a run (a checkpoint, run.json or evals) is replaced only with --overwrite, and
@@ -59,9 +59,11 @@ class StopSignals:
             signal.signal(sig, handler)
 
     def _handle(self, sig, frame) -> None:
-        if self.signal is not None:  # a second signal: the user insists
+        if self.signal is None:
+            self.signal = sig
+        elif sig == self.signal == signal.SIGINT:  # Ctrl-C twice: the user insists
             raise KeyboardInterrupt
-        self.signal = sig
+        # A repeated SIGTERM is ignored: SLURM signals every process and torchrun forwards it too.
 
     def requested(self, step: int, force: bool = False) -> bool:
         """Whether to stop after `step` (every rank gets the same answer)."""

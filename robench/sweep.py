@@ -27,6 +27,7 @@ import fcntl
 import itertools
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -257,9 +258,23 @@ def _torchrun_train(grid: Grid, run: SweepRun, resume: bool, nproc: int) -> None
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(to_yaml(run.cfg))
     what = ["--resume", str(grid.out_dir / run.name)] if resume else ["--config", str(config)]
-    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                            "-m", "robench", "train", *what])
-    if code == INTERRUPTED:
+    child = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              f"--nproc-per-node={nproc}", "-m", "robench", "train", *what])
+    # torchrun reports any stopped worker as its own failure (exit 1), so this process notes the
+    # signals it passes on (SLURM's SIGTERM, Ctrl-C) to tell an interruption from a failure.
+    received = []
+
+    def forward(sig, frame):
+        received.append(sig)
+        child.send_signal(sig)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == INTERRUPTED or received:
         raise Interrupted(f"{run.name} was interrupted; re-run the sweep to resume it")
     if code:
         raise RobenchError(f"training {run.name} under torchrun exited with code {code}")

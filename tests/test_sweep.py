@@ -132,3 +132,12 @@ def test_the_shipped_table1_grid_expands_to_8_recipes_x_3_seeds():
     augmix = next(run.cfg for run in spec.runs if run.name == "wrn40-2-augmix-s2")
     assert (augmix.jsd, augmix.seed, augmix.epochs, augmix.checkpoint_every) == (True, 2, 100, 100)
     assert spec.eval == {"corruptions": "all", "severities": "1-5"} and spec.slurm["gres"] == "gpu:1"
+
+
+def test_per_gpu_without_gpus_is_one_line(tmp_path):
+    grid = write_grid(tmp_path / "grid.yaml", grid=dict(seed=[0]))
+    result = invoke("sweep", grid, "--per-gpu")
+    assert result.exit_code == 2 and "--per-gpu needs CUDA GPUs" in result.stderr
+    result = invoke("sweep", grid, "--task", "5")
+    assert result.exit_code == 2 and "--task 5 is out of range" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
