@@ -79,12 +79,17 @@ class StopSignals:
         return signal.Signals(self.signal).name if self.signal else "a signal"
 
 
-def check_finite(loss_sum: torch.Tensor, model: torch.nn.Module, where: str, last_good: str) -> None:
-    """Stop (before checkpointing) when the summed loss or any weight is nan or inf: one device read."""
+def non_finite(loss_sum: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """1.0 when the summed loss or any weight is nan or inf, else 0.0 (on the device, not read)."""
     bad = ~torch.isfinite(loss_sum)
     for p in model.parameters():
         bad = bad | ~torch.isfinite(p.detach()).all()
-    if bool(bad.item()):
+    return bad.double()
+
+
+def stop_if_non_finite(bad: float, where: str, last_good: str) -> None:
+    """Stop (before checkpointing) when `non_finite` said so on any rank."""
+    if bad:
         raise RobenchError(f"the training loss became non-finite in {where}; stopped, keeping the last good "
                            f"checkpoint ({last_good}); lower --lr or check the data")
 

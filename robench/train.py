@@ -241,28 +241,32 @@ def train_one_epoch(run: Run, at: Position, stop: faults.StopSignals | None = No
             if stopping:
                 raise faults.Interrupted(f"stopped by {stop.name} in epoch {at.epoch} after step {at.step}; "
                                          f"checkpoint saved; continue with: robench train --resume {run.run_dir}")
-    loss_sum, wrong, seen = reduced_sums(at)
-    faults.check_finite(loss_sum, run.model, f"epoch {at.epoch}", last_good(run))
-    train_loss, train_error = loss_sum.item() / seen, 100 * wrong.item() / seen  # the epoch's one sync
+    loss_sum, wrong, seen, bad = totals(run, at)  # the epoch's one sync
+    faults.stop_if_non_finite(bad, f"epoch {at.epoch}", last_good(run))
+    train_loss, train_error = loss_sum / seen, 100 * wrong / seen
     seconds = at.seconds + time.time() - started
     run.model.eval()
     for buffer in run.model.buffers():  # BatchNorm statistics as rank 0 has them (what its checkpoint holds)
         distributed.broadcast_(buffer)
     test = run.test_split
     share = distributed.share(len(test))
-    correct = torch.tensor(count_correct(run.model, test.images[share], test.labels[share],
-                                         batch_size=max(256, cfg.batch_size), device=run.device), device=run.device)
-    correct = int(distributed.all_reduce_sum(correct).item())
+    correct = count_correct(run.model, test.images[share], test.labels[share], batch_size=max(256, cfg.batch_size),
+                            device=run.device)
+    if distributed.world_size() > 1:
+        correct = int(distributed.all_reduce_sum(torch.tensor(correct, device=run.device)).item())
     return dict(epoch=at.epoch, lr=f"{run.optimizer.param_groups[0]['lr']:.6g}", train_loss=f"{train_loss:.4f}",
                 train_error=f"{train_error:.2f}", test_error=f"{100 * (1 - correct / len(test)):.2f}",
                 images_per_s=f"{seen / seconds:.1f}", seconds=f"{seconds:.2f}")
 
 
-def reduced_sums(at: Position) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The epoch's loss sum, error count and images so far, summed over the ranks."""
-    seen = distributed.all_reduce_sum(torch.tensor(at.seen, device=at.loss_sum.device))
-    return (distributed.all_reduce_sum(at.loss_sum.clone()), distributed.all_reduce_sum(at.wrong.clone()),
-            int(seen.item()))
+def totals(run: Run, at: Position) -> tuple[float, int, int, float]:
+    """The epoch's (loss sum, wrong, images, non-finite flag) so far, summed over the ranks: one
+    all-reduce and one device read."""
+    packed = torch.stack([at.loss_sum.double(), at.wrong.double(),
+                          torch.tensor(float(at.seen), dtype=torch.float64, device=run.device),
+                          faults.non_finite(at.loss_sum, run.model)])
+    loss_sum, wrong, seen, bad = distributed.all_reduce_sum(packed).tolist()
+    return loss_sum, int(wrong), int(seen), bad
 
 
 def last_good(run: Run) -> str:
@@ -275,10 +279,9 @@ def save_checkpoint(run: Run, at: Position) -> None:
     """Everything needed to continue from `at` (robench.resume), written atomically by rank 0 after
     checking that the loss and the weights are finite. Every rank must call it (the ranks' random
     states are gathered)."""
-    loss_sum, wrong, seen = reduced_sums(at)
-    partial = dict(loss_sum=loss_sum.cpu(), wrong=wrong.cpu(), seen=seen, seconds=at.seconds)
-    if at.step:
-        faults.check_finite(partial["loss_sum"], run.model, f"epoch {at.epoch} (by step {at.step})", last_good(run))
+    loss_sum, wrong, seen, bad = totals(run, at)
+    partial = dict(loss_sum=loss_sum, wrong=wrong, seen=seen, seconds=at.seconds)  # loss_sum: a float32's exact value
+    faults.stop_if_non_finite(bad, f"epoch {at.epoch} (by step {at.step})", last_good(run))
     rng = distributed.all_gather_objects(rng_state(run.step.generator))
     if not distributed.is_main():
         return
@@ -311,7 +314,8 @@ def restore(run: Run) -> Position:
     if step:
         at.step, at.seconds = step, partial["seconds"]
         if distributed.is_main():  # rank 0 carries the partial sums of all ranks; the others start from 0
-            at.loss_sum, at.wrong = partial["loss_sum"].to(run.device), partial["wrong"].to(run.device)
+            at.loss_sum = torch.tensor(partial["loss_sum"], dtype=torch.float32, device=run.device)
+            at.wrong = torch.tensor(partial["wrong"], dtype=torch.long, device=run.device)
             at.seen = partial["seen"]
     return at
 
