@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -46,8 +47,9 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except RobenchError as e:
-            typer.echo(f"robench: error: {e}", err=True)
-            raise typer.Exit(2)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; rank 0 says it
+                typer.echo(f"robench: error: {e}", err=True)
+            raise typer.Exit(getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
 
     return wrapper
 
@@ -81,12 +83,17 @@ def config_options(cls, skip: tuple[str, ...] = ()):
     return decorate
 
 
-def resolve_flags(cls, yaml_path, flags: dict):
-    """The config from defaults < YAML < the given flags, KEY=VALUE lists parsed into dicts."""
+def parse_dict_flags(cls, flags: dict) -> dict:
+    """`flags` with the repeatable KEY=VALUE lists parsed into dicts."""
     for f in dataclasses.fields(cls):
         if field_type(cls, f.name) is dict and flags.get(f.name) is not None:
             flags[f.name] = parse_params(flags[f.name], f.metadata["flag"]) or None
-    return resolve(cls, yaml_path, flags)
+    return flags
+
+
+def resolve_flags(cls, yaml_path, flags: dict):
+    """The config from defaults < YAML < the given flags, KEY=VALUE lists parsed into dicts."""
+    return resolve(cls, yaml_path, parse_dict_flags(cls, flags))
 
 
 @app.command(help="""Train a classifier under an augmentation policy; writes results/<name>/.
@@ -98,13 +105,18 @@ Offline example: robench train --dataset shapes10 --model small-cnn --epochs 3 -
 @config_options(TrainConfig)
 def train(
     config: Optional[Path] = typer.Option(None, help="YAML file of defaults (keys as below, e.g. recipes/*.yaml); explicit flags override it."),
-    overwrite: bool = typer.Option(False, help="Replace an existing run folder of the same name."),
+    overwrite: bool = typer.Option(False, help="Replace an existing run folder of the same name (once the new "
+                                               "run has finished its first epoch)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue this run folder from its last checkpoint (options "
+                                                     "given must match its config, bar --device, --data-dir, "
+                                                     "--checkpoint-every, --compile)."),
+    seeds: Optional[str] = typer.Option(None, help="Train one run per seed, e.g. 0,1,2 or 0-4, named <name>-s<seed>."),
     **flags,
 ):
-    from robench.train import train as run_training
+    from robench.seeds import train_runs
 
-    run_dir = run_training(resolve_flags(TrainConfig, config, flags), overwrite=overwrite, echo=typer.echo)
-    typer.echo(f"done: {run_dir}  (next: robench eval {run_dir})")
+    train_runs(config, parse_dict_flags(TrainConfig, flags), resume=resume, seeds=seeds, overwrite=overwrite,
+               echo=typer.echo)
 
 
 def _evaluate(run: Path = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
@@ -142,6 +154,40 @@ def report(
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(text, nl=False)
+
+
+@app.command(help="""Train and evaluate a grid of runs (recipes x seeds x models x any option) from GRID.yaml.
+
+Example: robench sweep grid.yaml ; robench sweep --status grid.yaml ; robench sweep --slurm grid.yaml
+
+Locally the runs go one after another (each on all local GPUs through torchrun, or one run per GPU
+with --per-gpu); --slurm writes a SLURM job-array script instead. Finished runs and cells are
+skipped and interrupted runs resumed, so re-running a sweep completes it. The grid file's format
+is in the README ("Long runs, many GPUs, clusters").""")
+@user_errors
+def sweep(
+    grid: Path = typer.Argument(..., help="The grid file (YAML)."),
+    status: bool = typer.Option(False, "--status", help="Print each run's state (done, running, failed, missing) and stop."),
+    slurm: bool = typer.Option(False, "--slurm", help="Write <out_dir>/<grid>.sbatch, a job array of one task per run, and stop."),
+    sbatch: Optional[List[str]] = typer.Option(None, help="An #SBATCH option KEY=VALUE for --slurm, repeatable "
+                                                          "(over the grid file's slurm: section), e.g. --sbatch time=24:00:00."),
+    per_gpu: bool = typer.Option(False, "--per-gpu", help="One run per local GPU at a time instead of each run on all of them."),
+    task: Optional[int] = typer.Option(None, help="Only the run with this index (what each SLURM array task runs)."),
+):
+    from robench import sweep as sweeping
+
+    spec = sweeping.load_grid(grid)
+    if status:
+        typer.echo(sweeping.status_table(spec))
+        return
+    if slurm:
+        path = sweeping.write_slurm(spec, sweeping.parse_sbatch(sbatch))
+        typer.echo(f"wrote {path}: {len(spec.runs)} array tasks, logs in {spec.out_dir / 'logs'}; submit with: sbatch {path}")
+        return
+    code = sweeping.run_per_gpu(spec, typer.echo) if per_gpu else sweeping.run_local(spec, typer.echo, task)
+    if code == 0 and task is None:
+        typer.echo(sweeping.status_table(spec).splitlines()[-1])
+    raise typer.Exit(code)
 
 
 def _registries() -> dict:

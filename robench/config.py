@@ -34,7 +34,7 @@ class TrainConfig:
                                      "(see robench list datasets).")
     model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn (see robench list models).")
     epochs: int = option(30, "Training epochs.")
-    batch_size: int = option(128, "Images per step.")
+    batch_size: int = option(128, "Images per step (under torchrun the global batch, split across the ranks).")
     optimizer: str = option("sgd", "sgd (Nesterov 0.9) | adamw | adabound (see robench list optimizers).")
     lr: float | None = option(None, "Peak learning rate, cosine-annealed per batch. [default: the optimizer's, "
                                     "0.1 for sgd, 1e-3 otherwise]")
@@ -56,6 +56,9 @@ class TrainConfig:
     seed: int = option(0, "Random seed.")
     device: str = option("auto", "auto | cpu | cuda | cuda:N.")
     compile: bool = option(False, "torch.compile the model.")
+    checkpoint_every: int | None = option(None, "Also checkpoint every N steps within an epoch (a checkpoint is "
+                                                "always written at the end of each epoch).")
+    sync_bn: bool = option(False, "Under torchrun: synchronise BatchNorm statistics across ranks.")
     name: str | None = option(None, "Run folder name. [default: <model>-<policy>-<dataset>-s<seed>]")
     out_dir: str = option("results", "Where run folders go.")
     data_dir: str | None = option(None, "Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
@@ -66,7 +69,7 @@ class TrainConfig:
     image_size: int | None = option(None, "hf: datasets: resize images to this square size.")
 
     def validate(self) -> "TrainConfig":
-        for key in ("epochs", "batch_size", "train_limit", "test_limit", "image_size"):
+        for key in ("epochs", "batch_size", "train_limit", "test_limit", "image_size", "checkpoint_every"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")

@@ -20,9 +20,10 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: float | None, unit: str = "img"):
-    """A bar with a rate column (images/s, B/s); a silent no-op when not attached to a terminal."""
-    if not (sys.stdout.isatty() and sys.stderr.isatty()):
+def progress_bar(description: str, total: float | None, unit: str = "img", enabled: bool = True):
+    """A bar with a rate column (images/s, B/s); a silent no-op when not attached to a terminal or
+    not `enabled` (e.g. on every torchrun rank but the first)."""
+    if not (enabled and sys.stdout.isatty() and sys.stderr.isatty()):
         yield _Bar(None, None)
         return
     from rich.console import Console
