@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -39,17 +40,28 @@ CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name
 
 
 def user_errors(command):
-    """A RobenchError becomes one line on stderr and exit code 2 (the error contract)."""
+    """A RobenchError becomes one line on stderr and exit code 2 (the error contract); so does an OS
+    error on a path the user gave (missing, a file where a folder is needed, no permission, disk
+    full). Under torchrun only rank 0 prints it (every rank meets the same error)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except RobenchError as e:
-            typer.echo(f"robench: error: {e}", err=True)
-            raise typer.Exit(2)
+            _fail(str(e))
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            _fail(f"cannot use{where} ({e.strerror or e}); check that the path exists, is a folder where a folder "
+                  f"is expected, and is writable")
 
     return wrapper
+
+
+def _fail(message: str):
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"robench: error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def config_options(cls, skip: tuple[str, ...] = ()):
@@ -220,6 +232,10 @@ def data_generate(
     from robench.runs import resolve_device
 
     set_data_dir(data_dir)
+    if limit is not None and limit < 1:
+        raise RobenchError(f"--limit must be at least 1, got {limit}")
+    if out.exists() and not out.is_dir():
+        raise RobenchError(f"--out {out} is a file; give a folder (new or holding an earlier C-set)")
     names = parse_corruptions(corruptions)
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)

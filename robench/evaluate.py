@@ -120,7 +120,7 @@ def _evaluate(cfg: EvalConfig, run_dir: Path, run_config: dict, device: torch.de
                 store.commit(row)
     seconds = time.time() - started
     if distributed.is_main():
-        store.finish(computed_cells=len(todo), seconds=round(seconds, 2),
+        store.finish(seconds=round(seconds, 2),
                      images_per_s=round(n * len(todo) / seconds, 1))
     rows = read_eval_csv(out) if distributed.is_main() else []
     clean = [r for r in rows if (r["corruption"], int(r["severity"])) == CLEAN]

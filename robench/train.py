@@ -27,7 +27,7 @@ from robench.metrics import count_correct
 from robench.models import MODELS, build_model
 from robench.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text,
+from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text, check_run_name,
                               policy_label, safe_name, write_json)
 from robench.runs import atomic_torch_save, autocast, device_name, load_model, resolve_device, versions
 
@@ -144,7 +144,7 @@ def build(cfg: TrainConfig, overwrite: bool = False) -> Run:
     set_data_dir(cfg.data_dir)
     device = resolve_device(cfg.device)
     cfg.lr = default_lr(cfg.optimizer) if cfg.lr is None else cfg.lr
-    cfg.name = cfg.name or default_run_name(cfg)
+    cfg.name = check_run_name(cfg.name or default_run_name(cfg))
     check_names(cfg)
     run_dir = check_run_dir(cfg, overwrite)
     options = dict(image_column=cfg.image_column, label_column=cfg.label_column, image_size=cfg.image_size)

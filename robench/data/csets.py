@@ -59,7 +59,7 @@ def download(name: str) -> Path:
     if (root / release.folder / "labels.npy").exists():
         return root / release.folder
     archive = fetch(release.url, root / release.filename, release.md5, name, size=release.size)
-    return extract_tar(archive, root, release.folder)
+    return extract_tar(archive, root, release.folder, release.md5)
 
 
 def find(dataset: str, c_dir: str | Path | None = None) -> Path | None:
