@@ -81,6 +81,7 @@ def _evaluate(cfg: EvalConfig, run_dir: Path, run_config: dict, device: torch.de
     if official is not None:
         if official.n < n or not torch.equal(official.labels()[:n], test.labels):
             raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
+        official.check(names)
     if not (run_dir / RUN_JSON).exists():
         echo(f"note: {run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last checkpoint "
              f"(epoch {checkpoint.get('epoch', '?')})")
