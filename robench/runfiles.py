@@ -68,7 +68,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def cannot_write(path: Path, error: OSError) -> RobenchError:
-    return RobenchError(f"cannot write {path} ({error.strerror or error}); choose a writable folder or fix its permissions")
+    path = Path(path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker else (error.strerror or str(error))
+    return RobenchError(f"cannot write {path} ({reason}); choose a writable folder or fix its permissions")
 
 
 def current_umask() -> int:

@@ -138,6 +138,36 @@ def test_done_cells_are_skipped_forced_again_and_invalidated_by_a_new_checkpoint
     assert len(meta["evaluations"]) == 6  # every evaluation is kept in the .json, not only the last
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_run_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
+    run_dir = fresh(run, tmp_path)
+    monkeypatch.setattr(Counter, "counts", lambda *a: pytest.fail("a cell was computed"))
+    run_dir.chmod(0o555)
+    try:
+        with pytest.raises(RobenchError, match="cannot write"):
+            evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+    finally:
+        run_dir.chmod(0o755)
+    assert not (run_dir / "eval").exists()
+
+
+def test_a_blocked_eval_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
+    run_dir = fresh(run, tmp_path)
+    (run_dir / "eval").write_text("")
+    monkeypatch.setattr(Counter, "counts", lambda *a: pytest.fail("a cell was computed"))
+    with pytest.raises(RobenchError, match="eval is a file, not a folder"):
+        evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+
+
+def test_a_run_whose_training_was_killed_is_evaluated_from_its_last_checkpoint(run, tmp_path):
+    run_dir = fresh(run, tmp_path)  # config.yaml and checkpoint.pt, no run.json: training never finished
+    assert not (run_dir / "run.json").exists()
+    said = []
+    out = evaluate(cfg(run_dir, "contrast", "1"), echo=said.append)
+    assert any("has no run.json" in line and "epoch 1" in line for line in said)
+    assert len(read_eval_csv(out)) == 2 and history(out)[-1]["checkpoint_epoch"] == 1
+
+
 # --- two evaluations at once -------------------------------------------------------------------------
 
 def test_an_eval_waits_for_the_lock_before_reading_or_writing(run, tmp_path):
