@@ -2,8 +2,10 @@
 
 This module only orchestrates: corrupted images come from the official released files
 (`--source official`, robench.data.csets) or from robench's own engine drawn by the protocol's
-chunk seeds (`--source generated`, robench.corruptions.protocol); the
-CSV schema is robench.runfiles; which cells are done and how each is committed is robench.evalstore.
+chunk seeds (`--source generated`, robench.corruptions.protocol); the CSV schema is robench.runfiles;
+which cells are done, and how each is committed, is robench.evalstore; ranks are robench.distributed.
+This module owns the per-cell loop: a `Counter` sums each batch's counts on the device, and
+`reduce_counts` adds them up over the ranks.
 """
 
 from __future__ import annotations
@@ -121,8 +123,7 @@ def _evaluate(cfg: EvalConfig, run_dir: Path, run_config: dict, device: torch.de
                 store.commit(row)
     seconds = time.time() - started
     if distributed.is_main():
-        store.finish(seconds=round(seconds, 2),
-                     images_per_s=round(n * len(todo) / seconds, 1))
+        store.finish(seconds=round(seconds, 2), images_per_s=round(n * len(todo) / seconds, 1))
     rows = read_eval_csv(out) if distributed.is_main() else []
     clean = [r for r in rows if (r["corruption"], int(r["severity"])) == CLEAN]
     clean_error = float(clean[0]["error"]) if clean else float("nan")

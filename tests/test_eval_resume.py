@@ -254,3 +254,19 @@ def test_out_of_memory_retries_the_batch_in_halves_and_counts_every_image(run):
     assert len(messages) == 2 and "--batch-size 250" in messages[-1]
     with pytest.raises(RobenchError, match="out of GPU memory with one image per batch"):
         Counter(_FitsUpTo(model, 0), 4, torch.device("cpu"), echo=QUIET).counts(images[:4], labels[:4])
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_rank_shares_are_whole_chunks_that_cover_every_image_once(world, monkeypatch):
+    from robench import distributed
+    from robench.corruptions.protocol import CHUNK
+    from robench.evaluate import _chunk_share
+
+    monkeypatch.setattr(distributed, "world_size", lambda: world)
+    for n in (1, 499, 500, 1100, 10_000):
+        shares = []
+        for rank in range(world):
+            monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+            shares.append(_chunk_share(n))
+        assert all(s.start % CHUNK == 0 for s in shares)
+        assert [i for s in shares for i in range(n)[s]] == list(range(n)), (n, shares)
