@@ -40,18 +40,28 @@ CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name
 
 
 def user_errors(command):
-    """A RobenchError becomes one line on stderr and exit code 2 (the error contract)."""
+    """A RobenchError becomes one line on stderr and exit code 2 (the error contract); so does an OS
+    error on a path the user gave (missing, a file where a folder is needed, no permission, disk
+    full). Under torchrun only rank 0 prints it (every rank meets the same error)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except RobenchError as e:
-            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; rank 0 says it
-                typer.echo(f"robench: error: {e}", err=True)
-            raise typer.Exit(getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
+            _fail(str(e), getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            _fail(f"cannot use{where} ({e.strerror or e}); check that the path exists, is a folder where a folder "
+                  f"is expected, and is writable")
 
     return wrapper
+
+
+def _fail(message: str, exit_code: int = 2):
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; rank 0 says it
+        typer.echo(f"robench: error: {message}", err=True)
+    raise typer.Exit(exit_code)
 
 
 def config_options(cls, skip: tuple[str, ...] = ()):
@@ -266,6 +276,10 @@ def data_generate(
     from robench.runs import resolve_device
 
     set_data_dir(data_dir)
+    if limit is not None and limit < 1:
+        raise RobenchError(f"--limit must be at least 1, got {limit}")
+    if out.exists() and not out.is_dir():
+        raise RobenchError(f"--out {out} is a file; give a folder (new or holding an earlier C-set)")
     names = parse_corruptions(corruptions)
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)

@@ -8,6 +8,7 @@ config.yaml holds, so a run can be repeated with `robench train --config results
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -89,8 +90,7 @@ class TrainConfig:
             raise RobenchError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
         if self.kd_temperature <= 0:
             raise RobenchError(f"--kd-temperature must be positive, got {self.kd_temperature}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise RobenchError(f"--device must be auto, cpu or cuda[:N], got {self.device}")
+        check_device(self.device)
         return self
 
 
@@ -112,6 +112,8 @@ class EvalConfig:
     frost: str = option("auto", "Frost textures of generated frost: official (the photographs; an error when "
                                 "missing) | procedural (a stand-in) | auto (official when available). "
                                 "The choice is recorded in the eval files.")
+    force: bool = option(False, "Recompute cells already in the eval CSV (by default an evaluation skips the cells "
+                                "done with the same checkpoint, dataset, source, seed and images).")
 
     def validate(self) -> "EvalConfig":
         for key in ("batch_size", "limit"):
@@ -121,7 +123,14 @@ class EvalConfig:
         if self.source not in SOURCES:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
         parse_corruptions(self.corruptions), parse_severities(self.severities)
+        check_device(self.device)
         return self
+
+
+def check_device(device: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise RobenchError(f"--device must be auto, cpu, cuda or cuda:N, got '{device}'")
+    return device
 
 
 def field_names(cls) -> set[str]:
@@ -143,9 +152,15 @@ def field_type(cls, name: str) -> type:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RobenchError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise RobenchError(f"config file {path} is a folder; give a YAML file such as recipes/<name>.yaml") from None
+    except UnicodeDecodeError:
+        raise RobenchError(f"config file {path} is not text (not UTF-8); give a YAML file") from None
+    except OSError as e:
+        raise RobenchError(f"cannot read config file {path} ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where else ""

@@ -5,7 +5,7 @@
     results/<run>/metrics.csv     one row per epoch
     results/<run>/run.json        what was trained, on what, how long; written when training ends
     results/<run>/eval/<dataset>-<source>.csv   one row per (corruption, severity) cell, EVAL_FIELDS
-    results/<run>/eval/<dataset>-<source>.json  metadata of the last evaluation written there
+    results/<run>/eval/<dataset>-<source>.json  whose cells the CSV holds, and every evaluation (evalstore)
 
 Every write goes to a temporary file beside its target and is renamed over it, so a reader (or a
 run killed mid-write) never sees half a file. Importing this module imports no torch.
@@ -32,6 +32,8 @@ CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR = "config.yaml", "checkpoint.pt"
 # One row per cell; ("clean", 0) is the uncorrupted test set. `frost_textures` says which frost
 # photographs a frost cell used ("official" or "procedural"; empty on other cells).
 EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures"]
+# The columns a reader needs (later columns may be missing from files written by earlier versions).
+EVAL_REQUIRED = EVAL_FIELDS[:8]
 
 
 def safe_name(text: str) -> str:
@@ -40,17 +42,56 @@ def safe_name(text: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    """Write to a temporary file beside `path`, flush it to disk, then rename: readers never see half
+    a file, and a crash after the rename keeps the new one. The file gets the mode a plain `open`
+    would give it (0666 less the umask; mkstemp's 0600 would hide results from a shared group).
+    An OS error (a folder that is a file, no permission, disk full) is a one-line RobenchError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise cannot_write(path, e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        _fsync_dir(path.parent)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise cannot_write(path, e) from None
         raise
+
+
+def cannot_write(path: Path, error: OSError) -> RobenchError:
+    path = Path(path)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker else (error.strerror or str(error))
+    return RobenchError(f"cannot write {path} ({reason}); choose a writable folder or fix its permissions")
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -86,27 +127,48 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def check_run_name(name: str) -> str:
+    """A run name is one folder inside the results folder: a name that is empty, '.', '..', holds a
+    path separator or is absolute would put (or delete) a run somewhere else."""
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if name in ("", ".", "..") or any(sep in name for sep in separators) or "\0" in name:
+        raise RobenchError(f"run name '{name}' must be a plain folder name (no '/', not '.' or '..'); "
+                           f"choose where runs go with --out-dir")
+    return name
+
+
 def eval_csv_path(run_dir: Path, dataset: str, source: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{safe_name(f'{dataset}-{source}')}.csv"
 
 
 def read_eval_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of an eval CSV, checked: the schema's columns present, every row complete, numbers
+    numbers. A damaged file is a one-line RobenchError naming it, not a crash further on."""
+    path = Path(path)
+    fix = "delete it and run robench eval again"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in EVAL_REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RobenchError(f"{path} is not a robench eval CSV (no column {', '.join(missing)}); {fix}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RobenchError(f"{path} is not a readable CSV ({type(e).__name__}); {fix}") from None
+    for line, row in enumerate(rows, start=2):
+        if None in row or None in row.values():
+            raise RobenchError(f"{path} line {line} does not have the header's {len(reader.fieldnames)} fields; {fix}")
+        try:
+            int(row["severity"]), int(row["n"]), int(row["correct"]), int(row["seed"]), float(row["error"])
+        except ValueError:
+            raise RobenchError(f"{path} line {line} holds a non-number in severity, n, correct, error or seed; {fix}") from None
+    return rows
 
 
-def merge_eval_rows(path: Path, rows: list[dict]) -> list[dict]:
-    """`rows` plus the cells of the earlier evaluation in `path` that they do not recompute, if it
-    used the same seed (cells of another seed are dropped: one file holds one seed's cells), in
-    the protocol's order."""
-    if not path.exists() or not rows:
-        return rows
-    fresh = {(r["corruption"], int(r["severity"])) for r in rows}
-    seed = int(rows[0]["seed"])
-    kept = [r for r in read_eval_csv(path)
-            if (r["corruption"], int(r["severity"])) not in fresh and int(r["seed"]) == seed]
+def sort_cells(rows: list[dict]) -> list[dict]:
+    """Eval rows in the protocol's order: clean, then each corruption's severities."""
     order = {name: i for i, name in enumerate((CLEAN[0],) + CORRUPTIONS)}
-    return sorted(kept + rows, key=lambda r: (order.get(r["corruption"], len(order)), int(r["severity"])))
+    return sorted(rows, key=lambda r: (order.get(r["corruption"], len(order)), int(r["severity"])))
 
 
 def policy_label(policy: str, mix: str = "none", jsd: bool = False) -> str:

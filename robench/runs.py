@@ -45,6 +45,9 @@ def device_name(device: torch.device) -> str:
 
 
 def resolve_device(name: str) -> torch.device:
+    from robench.config import check_device
+
+    check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -33,7 +33,7 @@ from robench.models import MODELS, build_model
 from robench.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
 from robench.resume import load_resumable, rng_state, set_rng_state
-from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text,
+from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text, check_run_name,
                               policy_label, safe_name, write_json)
 from robench.runs import atomic_torch_save, autocast, device_name, load_model, versions
 
@@ -141,7 +141,7 @@ def load_teacher(cfg: TrainConfig, device: torch.device, num_classes: int, probe
 def resolve_run(cfg: TrainConfig) -> TrainConfig:
     """Fill in what the config leaves to defaults (lr, name, parameters) and check every name."""
     cfg.lr = default_lr(cfg.optimizer) if cfg.lr is None else cfg.lr
-    cfg.name = cfg.name or default_run_name(cfg)
+    cfg.name = check_run_name(cfg.name or default_run_name(cfg))
     check_names(cfg)
     return cfg
 

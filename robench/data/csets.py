@@ -59,7 +59,7 @@ def download(name: str) -> Path:
     if (root / release.folder / "labels.npy").exists():
         return root / release.folder
     archive = fetch(release.url, root / release.filename, release.md5, name, size=release.size)
-    return extract_tar(archive, root, release.folder)
+    return extract_tar(archive, root, release.folder, release.md5)
 
 
 def find(dataset: str, c_dir: str | Path | None = None) -> Path | None:
@@ -100,15 +100,25 @@ class OfficialCSet:
     def labels(self) -> torch.Tensor:
         return torch.from_numpy(np.asarray(self.labels_all[: self.n], dtype=np.int64))
 
+    def check(self, corruptions: list[str]) -> None:
+        """Open each corruption's file (header only, memory-mapped) so that a missing, truncated or
+        wrongly shaped one is reported before an evaluation starts, not when its cell comes."""
+        for corruption in corruptions:
+            self._array(corruption)
+
     def images(self, corruption: str, severity: int) -> torch.Tensor:
+        array = self._array(corruption)
+        rows = array[(severity - 1) * self.n : severity * self.n]
+        return torch.from_numpy(np.array(rows)).permute(0, 3, 1, 2).contiguous()  # copy out of the memmap
+
+    def _array(self, corruption: str) -> np.ndarray:
         array = self._load(corruption)
         if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != len(SEVERITIES) * self.n or array.shape[3] != 3:
             raise RobenchError(
                 f"{self.folder / corruption}.npy has {array.dtype} {array.shape}, expected uint8 "
                 f"({len(SEVERITIES) * self.n}, H, W, 3); re-download the C-set"
             )
-        rows = array[(severity - 1) * self.n : severity * self.n]
-        return torch.from_numpy(np.array(rows)).permute(0, 3, 1, 2).contiguous()  # copy out of the memmap
+        return array
 
 
 def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,

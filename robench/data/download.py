@@ -13,7 +13,7 @@ import sys
 import tarfile
 import urllib.error
 import urllib.request
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from robench.errors import RobenchError
 
@@ -102,30 +102,47 @@ def _copy_with_progress(response, part: Path, mode: str, done: int, total: int, 
             bar.advance(len(block))
 
 
-def extract_tar(archive: Path, into: Path, expect: str) -> Path:
+def extract_tar(archive: Path, into: Path, expect: str, md5: str) -> Path:
     """Extract a tar archive into `into`; `expect` is the top folder it must create.
 
-    Extraction goes to a temporary sibling folder that is renamed at the end, so an interrupted
-    extraction never leaves a half-filled `expect` folder behind.
+    The archive is md5-verified first (a file placed by hand or left by an earlier download is
+    checked too), and every member must be a plain file or folder whose path stays inside `into`:
+    an absolute path, a '..' or a link is refused before anything is written (tarfile's "data"
+    filter is applied as well). Extraction goes to a temporary sibling folder that is renamed at
+    the end, so an interrupted extraction never leaves a half-filled `expect` folder behind.
     """
     target = into / expect
     if target.exists():
         return target
+    verify(archive, md5, archive.name)
     tmp = into / f".{expect}.extracting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         with tarfile.open(archive) as tar:
-            if sys.version_info >= (3, 12):
+            _check_members(tar, archive)
+            if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.11.4+ as a backport
                 tar.extractall(tmp, filter="data")
-            else:
+            else:  # pragma: no cover - older Pythons; _check_members has already refused what the filter would
                 tar.extractall(tmp)
     except (tarfile.TarError, EOFError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RobenchError(f"cannot extract {archive} ({e}); delete it and download again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not (tmp / expect).is_dir():
         shutil.rmtree(tmp, ignore_errors=True)
         raise RobenchError(f"{archive} does not contain the folder {expect}/; delete it and download again")
     os.replace(tmp / expect, target)
     shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _check_members(tar: tarfile.TarFile, archive: Path) -> None:
+    for member in tar.getmembers():
+        parts = PurePosixPath(member.name).parts
+        if member.name.startswith(("/", "\\")) or ".." in parts or not (member.isfile() or member.isdir()):
+            kind = "a link or special file" if not (member.isfile() or member.isdir()) else "a path outside its folder"
+            raise RobenchError(f"{archive} holds {kind} ('{member.name}'), so it is not extracted; delete it and "
+                               f"download again from the official source")

@@ -1,0 +1,139 @@
+"""The eval CSV as a store of finished cells, so that long evaluations resume and may overlap.
+
+    eval/<dataset>-<source>.csv    one row per finished cell (runfiles.EVAL_FIELDS)
+    eval/<dataset>-<source>.json   whose cells the CSV holds, and every evaluation that wrote there
+    eval/.<dataset>-<source>.csv.lock   taken while either file is read and rewritten
+
+A cell is committed the moment it is counted: under the lock the CSV is read, the row added (or
+put in place of the same cell) and the file rewritten atomically and fsynced, so a kill loses at
+most the cell in progress and two evaluations of one run never lose each other's cells.
+
+The CSV holds the cells of one *identity*: dataset, source, seed, number of images and the
+SHA-256 of the checkpoint they were computed with (recorded in the .json). A cell is done when a
+row of the same identity holds it (a frost cell also with the same frost textures); an evaluation
+of another identity (a retrained checkpoint, another seed or --limit) drops the rows of the old
+one, because a file mixing them could not be ranked. The .json keeps the list of evaluations
+(what each computed, skipped, when, where), not only the last one.
+
+Importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from robench.errors import RobenchError
+from robench.runfiles import (EVAL_FIELDS, atomic_write_csv, cannot_write, read_eval_csv, sort_cells,
+                              write_json)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks; concurrent evals of one run are unsafe there
+    fcntl = None
+
+IDENTITY = ("dataset", "source", "seed", "n", "checkpoint_sha256")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(csv_path: Path):
+    """An exclusive lock on the store of `csv_path` (a lock file beside it, since the CSV itself is
+    replaced by rename on every commit); blocks until the other holder is done."""
+    lock = csv_path.with_name(f".{csv_path.name}.lock")
+    try:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise cannot_write(csv_path, e) from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def cell_key(row: dict) -> tuple[str, int]:
+    return row["corruption"], int(row["severity"])
+
+
+class CellStore:
+    """The finished cells of one identity in one eval CSV (see the module's docstring)."""
+
+    def __init__(self, csv_path: Path, identity: dict):
+        assert set(identity) == set(IDENTITY), identity
+        self.path, self.identity = Path(csv_path), identity
+        self.json_path = self.path.with_suffix(".json")
+        self.entry_id = uuid.uuid4().hex[:12]
+
+    # Both helpers below run under the lock.
+    def _load(self) -> tuple[list[dict], dict]:
+        """(rows of this identity, the .json); rows of another identity are left out."""
+        meta = {}
+        if self.json_path.exists():
+            try:
+                meta = json.loads(self.json_path.read_text())
+            except (ValueError, UnicodeDecodeError):
+                meta = {}  # a damaged .json says nothing about the cells: they are recomputed
+        rows = read_eval_csv(self.path) if self.path.exists() else []
+        if any(meta.get(k) != v for k, v in self.identity.items()):
+            rows = []
+        return rows, meta
+
+    def _save(self, rows: list[dict] | None, meta: dict) -> None:
+        """The .json first: the CSV's rows are never newer than the identity that describes them."""
+        write_json(self.json_path, {**meta, **self.identity})
+        if rows is not None:
+            atomic_write_csv(self.path, EVAL_FIELDS, sort_cells(rows))
+
+    def begin(self, cells: list[tuple[str, int]], frost: str | None, force: bool, record: dict) -> list:
+        """Record this evaluation in the .json and return the cells of `cells` still to compute (all
+        of them with `force`). Fails with a one-line error before any work if the folder is not
+        writable."""
+        with locked(self.path):
+            rows, meta = self._load()
+            on_disk = read_eval_csv(self.path) if self.path.exists() else []
+            done = {cell_key(r) for r in rows if r["corruption"] != "frost" or r.get("frost_textures") == frost}
+            todo = list(cells) if force else [c for c in cells if c not in done]
+            entry = {"id": self.entry_id, **record, "started": _now(), "finished": None,
+                     "computed": 0, "skipped": len(cells) - len(todo)}
+            meta["evaluations"] = meta.get("evaluations", []) + [entry]
+            self._save(rows if len(rows) != len(on_disk) else None, meta)
+        return todo
+
+    def commit(self, row: dict) -> None:
+        """Add one finished cell (replacing the same cell of this identity)."""
+        with locked(self.path):
+            rows, meta = self._load()
+            rows = [r for r in rows if cell_key(r) != cell_key(row)] + [row]
+            for entry in meta.get("evaluations", []):
+                if entry.get("id") == self.entry_id:
+                    entry["computed"] += 1
+            self._save(rows, meta)
+
+    def finish(self, **facts) -> None:
+        """Complete this evaluation's entry in the .json (seconds, images per second, ...)."""
+        with locked(self.path):
+            _, meta = self._load()
+            for entry in meta.get("evaluations", []):
+                if entry.get("id") == self.entry_id:
+                    entry.update(facts, finished=_now())
+            self._save(None, meta)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+

@@ -1,0 +1,236 @@
+"""The bad-input catalogue: what a new user gets wrong, through the CLI.
+
+Every case must end with exit code 2, exactly one line on stderr ("robench: error: ..." naming the
+problem), no traceback, and the files of the world (results folder, run folder, data dir, inputs)
+exactly as they were: nothing created, changed or deleted. Most cases run in-process through Typer's
+CliRunner and robench's own entry point `main` (so click's usage errors go through the same path as
+in a shell); a few run as real subprocesses.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+import formats
+from robench.cli import app, main
+from robench.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 40  # test images of the tiny CIFAR-10
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A world to copy for each case: data/ (a tiny extracted CIFAR-10), results/r (a finished run with
+    an evaluation), inputs/ (files a user might pass)."""
+    world = tmp_path_factory.mktemp("world")
+    tarball = formats.cifar_tarball(tmp_path_factory.mktemp("tarball"), n_train=10, n_test=N, seed=3)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(world / "data", filter="data")
+    run = world / "results" / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump({"dataset": "cifar10", "model": "small-cnn", "seed": 0}))
+    (run / "run.json").write_text('{"name": "r", "model": "small-cnn", "policy": "standard", "dataset": "cifar10"}\n')
+    torch.manual_seed(0)
+    checkpoint = {"model": "small-cnn", "num_classes": 10, "classes": [str(k) for k in range(10)], "dataset": "cifar10",
+                  "epoch": 1, "state_dict": build_model("small-cnn", 10).state_dict()}
+    torch.save(checkpoint, run / "checkpoint.pt")
+    result = CliRunner().invoke(app, ["eval", str(run), "--corruptions", "contrast", "--severities", "1", "--source",
+                                      "generated", "--device", "cpu", "--data-dir", str(world / "data")])
+    assert result.exit_code == 0, result.output
+    inputs = world / "inputs"
+    inputs.mkdir()
+    (inputs / "malformed.yaml").write_text("epochs: [1, 2\nmodel: small-cnn\n")
+    (inputs / "unknown-key.yaml").write_text("epochs: 2\nlearning_rate: 0.1\n")
+    (inputs / "wrong-type.yaml").write_text("epochs: many\n")
+    (inputs / "a-list.yaml").write_text("- epochs\n- 2\n")
+    (inputs / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (inputs / "a-file").write_text("not a folder\n")
+    torch.save({**checkpoint, "model": "wrn-40-2"}, inputs / "other-architecture.pt")
+    torch.save({**checkpoint, "num_classes": 100, "state_dict": build_model("small-cnn", 100).state_dict()},
+               inputs / "other-classes.pt")
+    (inputs / "truncated.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:2000])
+    return world
+
+
+@pytest.fixture
+def world(base, tmp_path):
+    return Path(shutil.copytree(base, tmp_path / "world", symlinks=True))
+
+
+def with_checkpoint(name):
+    def setup(w):
+        shutil.copy(w / "inputs" / name, w / "results" / "r" / "checkpoint.pt")
+    return setup
+
+
+def with_eval_csv(content: bytes):
+    def setup(w):
+        (w / "results" / "r" / "eval" / "cifar10-generated.csv").write_bytes(content)
+    return setup
+
+
+def with_cset(corrupt):
+    """An official-layout C-set of the test split in inputs/C, then `corrupt(folder)` damages it."""
+    def setup(w):
+        from robench.data import load_split
+        from robench.data.download import set_data_dir
+
+        set_data_dir(w / "data")
+        test = load_split("cifar10", False)
+        set_data_dir(None)
+        folder = w / "inputs" / "C"
+        formats.official_cset(folder, np.zeros((N, 32, 32, 3), np.uint8), test.labels.numpy(), corruptions=("contrast",))
+        corrupt(folder)
+    return setup
+
+
+def truncate(path_name):
+    def damage(folder):
+        data = (folder / path_name).read_bytes()
+        (folder / path_name).write_bytes(data[: len(data) // 2])
+    return damage
+
+
+def reshape(folder):
+    np.save(folder / "contrast.npy", np.zeros((5 * N, 32, 32), np.uint8))
+
+
+def wrong_checksum(w):
+    """A CIFAR-10 tarball placed by hand in an empty data dir, but not the released one."""
+    (w / "inputs" / "data2").mkdir()
+    formats.cifar_tarball(w / "inputs" / "data2", n_train=4, n_test=4)
+
+
+TRAIN = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1", "--device", "cpu",
+         "--out-dir", "{results}", "--data-dir", "{data}"]
+CONFIGURED = ["train", "--out-dir", "{results}", "--data-dir", "{data}", "--config"]  # the rest from the YAML
+EVAL = ["eval", "{run}", "--corruptions", "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
+GOOD_ROWS = b"corruption,severity,n,correct,error,dataset,source,seed,frost_textures\nclean,0,40,4,90.0000,cifar10,generated,0,\n"
+
+# (id, argv with {placeholders}, a setup of the world or None, what the one line must say)
+CASES = [
+    # unknown names, one per registry
+    ("unknown-dataset", ["train", "--dataset", "cifar11", "--out-dir", "{results}"], None, "unknown dataset 'cifar11'"),
+    ("unknown-model", TRAIN + ["--model", "resnet9000"], None, "unknown model 'resnet9000'"),
+    ("unknown-policy", TRAIN + ["--policy", "magic"], None, "unknown policy 'magic'"),
+    ("unknown-mixer", TRAIN + ["--mix", "blend"], None, "unknown mixer 'blend'"),
+    ("unknown-optimizer", TRAIN + ["--optimizer", "adamx"], None, "unknown optimizer 'adamx'"),
+    ("unknown-corruption", EVAL[:2] + ["--corruptions", "rain"], None, "unknown corruption 'rain'"),
+    ("unknown-policy-param", TRAIN + ["--policy", "randaugment", "--policy-param", "strength=3"], None, "strength"),
+    ("unknown-list", ["list", "nonsense"], None, "unknown list 'nonsense'"),
+    ("unknown-download", ["data", "download", "imagenet"], None, "unknown download 'imagenet'"),
+    ("unknown-source", EVAL + ["--source", "somewhere"], None, "unknown --source 'somewhere'"),
+    # ranges
+    ("severity-0", EVAL[:2] + ["--severities", "0"], None, "bad --severities '0'"),
+    ("severity-6", EVAL[:2] + ["--severities", "6"], None, "bad --severities '6'"),
+    ("epochs-0", TRAIN + ["--epochs", "0"], None, "--epochs must be at least 1"),
+    ("batch-size-0", EVAL + ["--batch-size", "0"], None, "--batch-size must be at least 1"),
+    ("label-smoothing-1.5", TRAIN + ["--label-smoothing", "1.5"], None, "--label-smoothing must be in [0, 1)"),
+    ("limit-0", ["data", "generate", "--dataset", "cifar10", "--out", "{results}/C", "--data-dir", "{data}",
+                 "--limit", "0"], None, "--limit must be at least 1"),
+    ("device-tpu-eval", EVAL + ["--device", "tpu"], None, "--device must be auto, cpu, cuda or cuda:N"),
+    ("device-tpu-train", TRAIN + ["--device", "tpu"], None, "--device must be auto, cpu, cuda or cuda:N"),
+    ("device-tpu-generate", ["data", "generate", "--dataset", "cifar10", "--out", "{results}/C", "--device", "tpu",
+                             "--data-dir", "{data}"], None, "--device must be auto, cpu, cuda or cuda:N"),
+    ("jsd-without-augmix", TRAIN + ["--jsd"], None, "--jsd needs --policy augmix"),
+    # config files
+    ("config-malformed-yaml", CONFIGURED + ["{inputs}/malformed.yaml"], None, "is not valid YAML at line"),
+    ("config-unknown-key", CONFIGURED + ["{inputs}/unknown-key.yaml"], None, "unknown config key(s): learning_rate"),
+    ("config-wrong-type", CONFIGURED + ["{inputs}/wrong-type.yaml"], None, "config key 'epochs' must be int"),
+    ("config-a-list", CONFIGURED + ["{inputs}/a-list.yaml"], None, "must be a mapping"),
+    ("config-binary", CONFIGURED + ["{inputs}/binary.yaml"], None, "is not text"),
+    ("config-a-folder", CONFIGURED + ["{inputs}"], None, "is a folder"),
+    ("config-missing", CONFIGURED + ["{inputs}/nope.yaml"], None, "does not exist"),
+    ("usage-not-a-number", TRAIN + ["--epochs", "many"], None, "Invalid value for '--epochs'"),
+    ("usage-unknown-flag", TRAIN + ["--epoch", "3"], None, "No such option: --epoch"),
+    # data
+    ("official-missing", EVAL + ["--source", "official", "--c-dir", "{inputs}/no-such-C"], None, "official"),
+    ("npy-truncated", EVAL + ["--source", "official", "--c-dir", "{inputs}/C"], with_cset(truncate("contrast.npy")),
+     "is truncated or not .npy"),
+    ("npy-wrong-shape", EVAL + ["--source", "official", "--c-dir", "{inputs}/C"], with_cset(reshape), "expected uint8"),
+    ("archive-wrong-checksum", ["train", "--dataset", "cifar10", "--out-dir", "{results}", "--data-dir", "{inputs}/data2"],
+     wrong_checksum, "checksum mismatch"),
+    ("official-for-a-dataset-without-release", EVAL + ["--source", "official", "--dataset", "fashion-mnist"], None,
+     "fashion-mnist has no official corruption release"),
+    # checkpoints and run folders
+    ("not-a-run-folder", ["eval", "{inputs}"], None, "is not a run folder"),
+    ("checkpoint-corrupt", EVAL, with_checkpoint("truncated.pt"), "cannot load checkpoint"),
+    ("checkpoint-other-architecture", EVAL, with_checkpoint("other-architecture.pt"), "does not fit model wrn-40-2"),
+    ("checkpoint-other-class-count", EVAL, with_checkpoint("other-classes.pt"), "checkpoint predicts 100"),
+    ("teacher-missing", TRAIN + ["--teacher", "{inputs}/no-run"], None, "no checkpoint at"),
+    ("run-exists", TRAIN + ["--name", "r"], None, "already holds a run"),
+    ("name-escapes", TRAIN + ["--name", "../escape"], None, "run name '../escape' must be a plain folder name"),
+    ("name-absolute", TRAIN + ["--name", "{inputs}/abs"], None, "must be a plain folder name"),
+    # where results go
+    ("out-dir-under-a-file", TRAIN + ["--out-dir", "{inputs}/a-file/results"], None, "Not a directory"),
+    ("eval-folder-is-a-file", EVAL, lambda w: (shutil.rmtree(w / "results/r/eval"),
+                                               (w / "results/r/eval").write_text("")), "cannot write"),
+    ("generate-out-is-a-file", ["data", "generate", "--dataset", "cifar10", "--out", "{inputs}/a-file",
+                                "--data-dir", "{data}", "--corruptions", "contrast"], None, "is a file"),
+    ("report-out-under-a-file", ["report", "{results}", "--out", "{inputs}/a-file/board.md"], None, "cannot write"),
+    ("report-out-suffix", ["report", "{results}", "--out", "{results}/board.txt"], None, "--out must end in .md or .csv"),
+    ("report-missing-folder", ["report", "{inputs}/nowhere"], None, "does not exist"),
+    # damaged eval CSVs
+    ("csv-non-number", ["report", "{results}"], with_eval_csv(GOOD_ROWS.replace(b"90.0000", b"ninety")), "non-number"),
+    ("csv-cut-row", ["report", "{results}"], with_eval_csv(GOOD_ROWS[:-20]), "does not have the header's"),
+    ("csv-random-bytes", ["report", "{results}"], with_eval_csv(bytes(range(128, 256)) * 8), "not a readable CSV"),
+    ("csv-missing-columns", ["report", "{results}"], with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
+    ("csv-damaged-before-eval", EVAL, with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
+]
+SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns,
+                                       p.stat().st_mode)
+            for p in sorted(root.rglob("*"))}
+
+
+def fill(argv, w: Path) -> list[str]:
+    paths = {"results": w / "results", "run": w / "results" / "r", "data": w / "data", "inputs": w / "inputs"}
+    return [a.format(**paths) for a in argv]
+
+
+def run_in_process(argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    """robench's console entry point, in this process."""
+    monkeypatch.setattr(sys, "argv", ["robench", *argv])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypatch, capsys):
+    name, argv, setup, message = case
+    if setup:
+        setup(world)
+    argv = fill(argv, world)
+    before = snapshot(world)
+    if name in SUBPROCESS:
+        done = subprocess.run([sys.executable, "-m", "robench", *argv], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=world, timeout=120)
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:
+        code, out, err = run_in_process(argv, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith("robench: error: "), err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in out + err
+    assert snapshot(world) == before, "the world changed"
+    assert not (world.parent / "escape").exists()
+
+
+def test_the_catalogue_is_large_and_each_case_distinct():
+    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
