@@ -141,6 +141,15 @@ def eval_csv_path(run_dir: Path, dataset: str, source: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{safe_name(f'{dataset}-{source}')}.csv"
 
 
+def read_csv_rows(path: Path) -> list[dict]:
+    """The rows of a CSV robench wrote (metrics.csv), unchecked; a damaged file is a one-line error."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RobenchError(f"{path} is not a readable CSV ({type(e).__name__}); restore or delete it") from None
+
+
 def read_eval_csv(path: Path) -> list[dict]:
     """The rows of an eval CSV, checked: the schema's columns present, every row complete, numbers
     numbers. A damaged file is a one-line RobenchError naming it, not a crash further on."""

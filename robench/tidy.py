@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from robench.errors import RobenchError
-from robench.runfiles import CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label, read_eval_csv, read_json
+from robench.runfiles import CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label, read_csv_rows, read_eval_csv, read_json
 
 CELL_COLUMNS = ["run", "model", "policy", "dataset", "source", "seed", "eval_seed", "corruption", "severity", "n",
                 "error", "frost_textures"]
@@ -79,12 +79,12 @@ def _read_yaml(path: Path) -> dict:
 
 def _epochs_done(run_dir: Path) -> int | None:
     path = run_dir / METRICS
-    return len(read_eval_csv(path)) if path.exists() else None
+    return len(read_csv_rows(path)) if path.exists() else None
 
 
 def _last_test_error(run_dir: Path) -> float | None:
     path = run_dir / METRICS
-    rows = read_eval_csv(path) if path.exists() else []
+    rows = read_csv_rows(path) if path.exists() else []
     try:
         return float(rows[-1]["test_error"]) if rows else None
     except (KeyError, ValueError):
