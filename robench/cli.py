@@ -107,10 +107,10 @@ def train(
     typer.echo(f"done: {run_dir}  (next: robench eval {run_dir})")
 
 
-def _evaluate(run: Path = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
+def _evaluate(run: List[str] = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
     from robench.evaluate import evaluate
 
-    evaluate(resolve_flags(EvalConfig, None, {**flags, "run": str(run)}), echo=typer.echo)
+    evaluate(resolve_flags(EvalConfig, None, {**flags, "run": run[0] if len(run) == 1 else run}), echo=typer.echo)
 
 
 _evaluate = config_options(EvalConfig, skip=("run",))(_evaluate)
@@ -118,7 +118,11 @@ _EVAL_HELP = """Measure clean error and the error under every corruption and sev
 
 Example: robench eval results/r18-standard --corruptions all --severities 1-5
 
-Writes <run>/eval/<dataset>-<source>.csv, one row per cell."""
+Your own model: robench eval timm:resnet18 --checkpoint r18.pth --dataset cifar10 --normalize 0.4914,0.4822,0.4465,0.2470,0.2435,0.2616
+
+Ensemble: robench eval results/a results/b --ensemble a+b
+
+Writes <run>/eval/<dataset>-<source>.csv, one row per cell (a model robench did not train: <out-dir>/<name>/)."""
 app.command("eval", help=_EVAL_HELP)(user_errors(_evaluate))
 app.command("evaluate", help="Alias of eval. " + _EVAL_HELP)(user_errors(_evaluate))
 

@@ -93,7 +93,10 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    run: str = option("", "A run folder written by robench train.")
+    # One model, or several with --ensemble (the CLI passes a list then).
+    run: str | list = option("", "A run folder written by robench train, or a model: timm:<name>, torchvision:<name>, "
+                                 "path/to/file.py:factory, a TorchScript or torch.export (.pt2) file, or a robench "
+                                 "model name with --checkpoint. Several with --ensemble.")
     corruptions: str = option("all", "all | standard | extra | none | name,name,... (see robench list corruptions).")
     severities: str = option("1-5", "1-5 | 3 | 1,5 | 2-3,5.")
     source: str = option("auto", "official (released .npy files) | generated (robench's engine) | auto "
@@ -109,9 +112,33 @@ class EvalConfig:
     frost: str = option("auto", "Frost textures of generated frost: official (the photographs; an error when "
                                 "missing) | procedural (a stand-in) | auto (official when available). "
                                 "The choice is recorded in the eval files.")
+    checkpoint: str | None = option(None, "State dict for a timm:/torchvision:/file.py: or robench model (plain, or "
+                                          "under 'state_dict' / 'model'; a 'module.' prefix is stripped).")
+    pretrained: bool = option(False, "timm:/torchvision: models: the library's pretrained weights (downloaded once).")
+    input_range: str | None = option(None, "Range of the model's input: 0-1 | 0-255. [default: 0-1]")
+    normalize: str | None = option(None, "Normalisation before the model: MEAN,STD | M1,M2,M3,S1,S2,S3 (in the "
+                                         "units of --input-range) | imagenet | none. [default: the model's own: "
+                                         "the library's for timm/torchvision, none for your files]")
+    image_size: int | None = option(None, "Resize images to this square size on the device (bilinear, antialias) "
+                                          "before the model, for models trained at another resolution.")
+    ensemble: str | None = option(None, "Evaluate the given models as one ensemble (mean of their softmax) named "
+                                        "NAME; results go to <out-dir>/NAME/.")
+    name: str | None = option(None, "Results folder name of a model robench did not train. [default: from the "
+                                    "model, e.g. timm-resnet18]")
+    out_dir: str = option("results", "Where results folders of models robench did not train go.")
+    save_predictions: bool = option(False, "Also write each image's predicted class and confidence per cell to "
+                                           "eval/<dataset>-<source>-predictions.npz.")
+
+    @property
+    def specs(self) -> list[str]:
+        return [self.run] if isinstance(self.run, str) else [str(r) for r in self.run]
 
     def validate(self) -> "EvalConfig":
-        for key in ("batch_size", "limit"):
+        if not self.specs or not all(self.specs):
+            raise RobenchError("give a run folder or a model to evaluate")
+        if self.input_range is not None and self.input_range not in ("0-1", "0-255"):
+            raise RobenchError(f"--input-range must be 0-1 or 0-255, got '{self.input_range}'")
+        for key in ("batch_size", "limit", "image_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
@@ -176,6 +203,8 @@ def _check_type(cls, name: str, value: Any) -> None:
         return
     kind = field_type(cls, name)
     ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+    if not ok and name == "run" and cls is EvalConfig:  # several models (an ensemble) come as a list
+        ok = isinstance(value, list)
     if ok and kind in (int, float) and isinstance(value, bool):
         ok = False
     if not ok:

@@ -8,9 +8,10 @@ CSV schema and its merge are robench.runfiles.
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -19,11 +20,12 @@ from robench.corruptions.protocol import CLEAN, SOURCES, generated_batches, pars
 from robench.data import csets, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
-from robench.metrics import count_correct
+from robench import subjects
+from robench.metrics import CellMetrics
 from robench.progress import progress_bar
-from robench.runfiles import (EVAL_FIELDS, atomic_write_csv, eval_csv_path, merge_eval_rows, read_config,
-                              write_json)
-from robench.runs import device_name, load_model, resolve_device
+from robench.runfiles import (CALIBRATION_FIELDS, EVAL_FIELDS, atomic_write_bytes, atomic_write_csv, eval_csv_path,
+                              merge_eval_rows, write_json)
+from robench.runs import autocast, device_name, resolve_device
 
 def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, Path | None]:
     if source not in SOURCES:
@@ -43,24 +45,19 @@ def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, P
 
 
 def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
-    """Evaluate a run folder; writes eval/<dataset>-<source>.csv (+ .json) and returns the CSV path."""
+    """Evaluate a run folder, or a model robench did not train (robench.subjects); writes
+    eval/<dataset>-<source>.csv (+ .json) in the run's folder and returns the CSV path."""
     started = time.time()
     set_data_dir(cfg.data_dir)
-    run_dir = Path(cfg.run)
-    run_config = read_config(run_dir)
     cfg.validate()
+    subject = subjects.resolve(cfg)
     names, severities = parse_corruptions(cfg.corruptions), parse_severities(cfg.severities)
-    dataset = cfg.dataset or run_config.get("dataset")
+    dataset = subject.dataset
     device = resolve_device(cfg.device)
     source, folder = resolve_source(cfg.source, dataset, cfg.c_dir)
     frost = _frost_source(cfg, names, source, echo)
-    model, checkpoint = load_model(run_dir, device)
-    options = {k: run_config.get(k) for k in ("image_column", "label_column", "image_size")}
-    limit = cfg.limit or (run_config.get("test_limit") if dataset == run_config.get("dataset") else None)
-    test = load_split(dataset, False, limit=limit, **options)
-    if test.num_classes != checkpoint["num_classes"]:
-        raise RobenchError(f"{dataset} has {test.num_classes} classes but the checkpoint predicts "
-                           f"{checkpoint['num_classes']}; evaluate on the dataset the run was trained on")
+    test = load_split(dataset, False, limit=subject.limit, **subject.split_options)
+    model = subject.build(test.num_classes, test.images[:2], device)
     n = len(test)
     images, labels = test.images, test.labels
     official = csets.OfficialCSet(folder) if source == "official" else None
@@ -71,29 +68,28 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     if source == "generated":
         images = images.to(device)  # generated corruptions run on the device
 
-    rows = []
+    rows, predictions = [], {}
     cells = [CLEAN] + [(c, s) for c in names for s in severities]
-    echo(f"evaluating {run_dir} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, {source}) "
-         f"on {device_name(device)}")
+    echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
+         f"{source}) on {device_name(device)}")
     with progress_bar("eval", total=n * len(cells)) as bar:
         for corruption, severity in cells:
             bar.describe(f"{corruption} s{severity}" if severity else "clean")
-            correct = 0
-            if (corruption, severity) == CLEAN:
-                correct = count_correct(model, images, labels, cfg.batch_size, device)
-            elif official is not None:
-                correct = count_correct(model, official.images(corruption, severity)[:n], labels, cfg.batch_size, device)
-            else:
-                for start, batch in generated_batches(images, corruption, severity, cfg.seed, cfg.batch_size,
-                                                      frost=frost or "auto"):
-                    correct += count_correct(model, batch, labels[start:start + batch.shape[0]], batch.shape[0], device)
+            metrics = CellMetrics(device, keep_predictions=cfg.save_predictions)
+            for batch, batch_labels in cell_batches(images, labels, corruption, severity, official, cfg.seed,
+                                                    cfg.batch_size, frost):
+                metrics.update(forward(model, batch, device), batch_labels)
+            result = metrics.result()
+            if cfg.save_predictions:
+                predictions[(corruption, severity)] = metrics.state()
             bar.advance(n)
-            rows.append(dict(corruption=corruption, severity=severity, n=n, correct=correct,
-                             error=f"{100 * (1 - correct / n):.4f}", dataset=dataset, source=source, seed=cfg.seed,
-                             frost_textures=frost if corruption == "frost" else ""))
+            rows.append(cell_row(corruption, severity, result, dataset, source, cfg.seed, frost))
     seconds = time.time() - started
-    out = eval_csv_path(run_dir, dataset, source)
+    out = eval_csv_path(subject.run_dir, dataset, source)
     rows = merge_eval_rows(out, rows)
+    subject.write_run_json(model, dataset, test.num_classes, device_name(device))
+    if cfg.save_predictions:
+        save_predictions(out, predictions, labels, cfg.seed)
     atomic_write_csv(out, EVAL_FIELDS, rows)
     write_json(out.with_suffix(".json"), {
         "dataset": dataset, "source": source, "seed": cfg.seed, "n": n, "corruptions": names,
@@ -103,6 +99,56 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     clean_error = float(rows[0]["error"]) if rows and rows[0]["corruption"] == "clean" else float("nan")
     echo(f"clean error {clean_error:.2f}%  ({n * len(cells) / seconds:,.0f} img/s, {seconds:.1f}s) -> {out}")
     return out
+
+
+def cell_batches(images, labels, corruption: str, severity: int, official, seed: int, batch_size: int,
+                 frost: str | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (images, labels) batches of one cell: clean, from the official files, or generated by
+    the protocol's chunk seeds."""
+    n = labels.shape[0]
+    if (corruption, severity) == CLEAN or official is not None:
+        source = images if (corruption, severity) == CLEAN else official.images(corruption, severity)[:n]
+        for start in range(0, n, batch_size):
+            yield source[start:start + batch_size], labels[start:start + batch_size]
+    else:
+        for start, batch in generated_batches(images, corruption, severity, seed, batch_size, frost=frost or "auto"):
+            yield batch, labels[start:start + batch.shape[0]]
+
+
+@torch.no_grad()
+def forward(model, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    with autocast(device):
+        return model(batch.to(device, non_blocking=True))
+
+
+def cell_row(corruption: str, severity: int, result: dict, dataset: str, source: str, seed: int,
+             frost: str | None) -> dict:
+    """One eval-CSV row (runfiles.EVAL_FIELDS): error in %, calibration metrics as fractions."""
+    return dict(corruption=corruption, severity=severity, n=result["n"], correct=result["correct"],
+                error=f"{100 * result['error']:.4f}", dataset=dataset, source=source, seed=seed,
+                frost_textures=frost if corruption == "frost" else "",
+                **{k: f"{result[k]:.6f}" for k in CALIBRATION_FIELDS})
+
+
+def save_predictions(csv_path: Path, predictions: dict, labels: torch.Tensor, seed: int) -> None:
+    """eval/<dataset>-<source>-predictions.npz: `labels` and, per cell, `<corruption>_s<severity>_prediction`
+    (int64) and `..._confidence` (float32, the top softmax probability), in test-set order. Cells of
+    an earlier file with the same seed that were not recomputed are kept."""
+    import numpy as np
+
+    path = csv_path.with_name(csv_path.stem + "-predictions.npz")
+    arrays = {}
+    if path.exists():
+        with np.load(path) as old:
+            if int(old["seed"]) == seed and np.array_equal(old["labels"], labels.numpy()):
+                arrays = {k: old[k] for k in old.files}
+    arrays.update(labels=labels.numpy(), seed=np.array(seed))
+    for (corruption, severity), state in predictions.items():
+        arrays[f"{corruption}_s{severity}_prediction"] = state["prediction"].cpu().numpy()
+        arrays[f"{corruption}_s{severity}_confidence"] = state["confidence"].cpu().numpy()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _frost_source(cfg: EvalConfig, names: list[str], source: str, echo) -> str | None:
