@@ -9,7 +9,9 @@ CSV schema and its merge are robench.runfiles.
 from __future__ import annotations
 
 import io
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -59,37 +61,22 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     test = load_split(dataset, False, limit=subject.limit, **subject.split_options)
     model = subject.build(test.num_classes, test.images[:2], device)
     n = len(test)
-    images, labels = test.images, test.labels
-    official = csets.OfficialCSet(folder) if source == "official" else None
-    if official is not None:
-        labels_c = official.labels()[:n]
-        if official.n < n or not torch.equal(labels_c, labels):
-            raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
-    if source == "generated":
-        images = images.to(device)  # generated corruptions run on the device
-
+    images, official = cell_sources(test, dataset, source, folder, device)
     rows, predictions = [], {}
     cells = [CLEAN] + [(c, s) for c in names for s in severities]
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
          f"{source}) on {device_name(device)}")
-    with progress_bar("eval", total=n * len(cells)) as bar:
-        for corruption, severity in cells:
-            bar.describe(f"{corruption} s{severity}" if severity else "clean")
-            metrics = CellMetrics(device, keep_predictions=cfg.save_predictions)
-            for batch, batch_labels in cell_batches(images, labels, corruption, severity, official, cfg.seed,
-                                                    cfg.batch_size, frost):
-                metrics.update(forward(model, batch, device), batch_labels)
-            result = metrics.result()
-            if cfg.save_predictions:
-                predictions[(corruption, severity)] = metrics.state()
-            bar.advance(n)
-            rows.append(cell_row(corruption, severity, result, dataset, source, cfg.seed, frost))
+    for (corruption, severity), metrics in measure(model, images, test.labels, cells, official, cfg.seed,
+                                                   cfg.batch_size, frost, device, cfg.save_predictions):
+        if cfg.save_predictions:
+            predictions[(corruption, severity)] = metrics.state()
+        rows.append(cell_row(corruption, severity, metrics.result(), dataset, source, cfg.seed, frost))
     seconds = time.time() - started
     out = eval_csv_path(subject.run_dir, dataset, source)
     rows = merge_eval_rows(out, rows)
     subject.write_run_json(model, dataset, test.num_classes, device_name(device))
     if cfg.save_predictions:
-        save_predictions(out, predictions, labels, cfg.seed)
+        save_predictions(out, predictions, test.labels, cfg.seed)
     atomic_write_csv(out, EVAL_FIELDS, rows)
     write_json(out.with_suffix(".json"), {
         "dataset": dataset, "source": source, "seed": cfg.seed, "n": n, "corruptions": names,
@@ -99,6 +86,32 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
     clean_error = float(rows[0]["error"]) if rows and rows[0]["corruption"] == "clean" else float("nan")
     echo(f"clean error {clean_error:.2f}%  ({n * len(cells) / seconds:,.0f} img/s, {seconds:.1f}s) -> {out}")
     return out
+
+
+def cell_sources(test, dataset: str, source: str, folder, device):
+    """(the clean images, on the device when corruptions are generated there; the official C-set or None)."""
+    official = csets.OfficialCSet(folder) if source == "official" else None
+    if official is not None:
+        n = len(test)
+        if official.n < n or not torch.equal(official.labels()[:n], test.labels):
+            raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
+    images = test.images.to(device) if source == "generated" else test.images
+    return images, official
+
+
+def measure(model, images, labels, cells, official, seed: int, batch_size: int, frost: str | None, device,
+            keep_predictions: bool = False) -> Iterator[tuple[tuple[str, int], CellMetrics]]:
+    """Each cell's accumulated metrics, in order: one forward per image, the metrics on the device."""
+    n = labels.shape[0]
+    with progress_bar("eval", total=n * len(cells)) as bar:
+        for corruption, severity in cells:
+            bar.describe(f"{corruption} s{severity}" if severity else "clean")
+            metrics = CellMetrics(device, keep_predictions=keep_predictions)
+            for batch, batch_labels in cell_batches(images, labels, corruption, severity, official, seed,
+                                                    batch_size, frost):
+                metrics.update(forward(model, batch, device), batch_labels)
+            bar.advance(n)
+            yield (corruption, severity), metrics
 
 
 def cell_batches(images, labels, corruption: str, severity: int, official, seed: int, batch_size: int,
@@ -166,3 +179,17 @@ def _frost_source(cfg: EvalConfig, names: list[str], source: str, echo) -> str |
              "and its errors are not comparable to CIFAR-10-C (recorded in the eval files; --frost official "
              "says how to get them)")
     return frost
+
+
+class _CallableModule(types.ModuleType):
+    """`robench.evaluate(model, ...)` is the Python API (robench.api.evaluate), but importing this
+    module rebinds the name `robench.evaluate` to it; calling the module calls the API, so both
+    spellings work whichever was imported first."""
+
+    def __call__(self, *args, **kwargs):
+        from robench.api import evaluate as evaluate_model
+
+        return evaluate_model(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
