@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from robench.metrics import CellMetrics, compute, rms_calibration_error
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Softmax probabilities written down, logits = log p, so softmax(logits) == p exactly.
 P = torch.tensor([
     [0.78, 0.12, 0.10],  # label 0: right, confidence 0.78 (bin 11 of 15)

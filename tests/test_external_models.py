@@ -21,6 +21,7 @@ from robench.runfiles import read_eval_csv
 
 N = 64
 runner = CliRunner()
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: thread hand-offs would dominate
 FACTORY = textwrap.dedent("""
     import torch
     from torch import nn
@@ -198,8 +199,27 @@ def test_pretrained_weights_offline_is_one_line(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    """A tiny real-format CIFAR-10 (N test images) and its official-layout C-set (the 15 standard
+    corruptions), in a data dir: `--source official` reads it in a blink, so every standard cell fits."""
+    import tarfile
+
+    import formats
+    from robench.corruptions import STANDARD
+
+    root = tmp_path_factory.mktemp("cifar-data")
+    tarball = formats.cifar_tarball(tmp_path_factory.mktemp("tarball"), n_train=10, n_test=N, seed=3)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(root, filter="data")
+    images, labels = formats.cifar_test_split(tarball)
+    formats.official_cset(root / "CIFAR-10-C", images, labels, corruptions=STANDARD)
+    return root, torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels).long()
+
+
 def make_run(folder, seed):
-    """A run folder in the format robench train writes (config.yaml, checkpoint.pt, run.json)."""
+    """A run folder in the format robench train writes (config.yaml, checkpoint.pt, run.json), with a
+    seeded random small-cnn."""
     import yaml
 
     from robench.models import build_model
@@ -207,40 +227,28 @@ def make_run(folder, seed):
     folder.mkdir(parents=True)
     torch.manual_seed(seed)
     net = build_model("small-cnn", 10).eval()
-    # Nudge the net towards the data so members are better than chance and differ.
-    (folder / "config.yaml").write_text(yaml.safe_dump({"dataset": "shapes10", "model": "small-cnn", "seed": seed}))
-    torch.save({"model": "small-cnn", "num_classes": 10, "classes": [], "dataset": "shapes10", "epoch": 1,
+    (folder / "config.yaml").write_text(yaml.safe_dump({"dataset": "cifar10", "model": "small-cnn", "seed": seed}))
+    torch.save({"model": "small-cnn", "num_classes": 10, "classes": [], "dataset": "cifar10", "epoch": 1,
                 "state_dict": net.state_dict()}, folder / "checkpoint.pt")
     (folder / "run.json").write_text(json.dumps({"name": folder.name, "model": "small-cnn", "policy": "standard",
-                                                 "dataset": "shapes10"}))
-    return folder, net
+                                                 "dataset": "cifar10"}))
+    return folder
 
 
-@pytest.fixture(scope="module")
-def trained_pair(tmp_path_factory):
-    """Two tiny trained shapes10 runs (1 epoch on 512 images), trained once for the module."""
-    out = tmp_path_factory.mktemp("runs")
-    for seed in (0, 1):
-        result = invoke("train", "--dataset", "shapes10", "--model", "small-cnn", "--epochs", "1", "--batch-size", "64",
-                        "--train-limit", "512", "--test-limit", N, "--lr", "0.05", "--seed", seed,
-                        "--out-dir", out, "--name", f"run{seed}", "--device", "cpu")
-        assert result.exit_code == 0, result.output
-    return out / "run0", out / "run1"
-
-
-def test_ensemble_of_two_runs_is_one_model_averaging_softmax(trained_pair, test_split, tmp_path):
+def test_ensemble_of_two_runs_is_one_model_averaging_softmax(cifar, tmp_path):
     from robench.runs import load_model
 
-    images, labels = test_split
-    a, b = trained_pair
-    args = ["--limit", N, "--corruptions", "contrast", "--severities", "5", "--device", "cpu"]
+    root, images, labels = cifar
+    a, b = make_run(tmp_path / "runs" / "a", 0), make_run(tmp_path / "runs" / "b", 1)
+    args = ["--corruptions", "fog,contrast", "--severities", "2,5", "--device", "cpu", "--data-dir", root]
     for run in (a, b):
         assert invoke("eval", run, *args).exit_code == 0
     result = invoke("eval", a, b, "--ensemble", "pair", "--out-dir", tmp_path, *args)
     assert result.exit_code == 0, result.output
-    rows = {(r["corruption"], r["severity"]): r for r in read_eval_csv(tmp_path / "pair" / "eval" / "shapes10-generated.csv")}
-    members = [{(r["corruption"], r["severity"]): r for r in read_eval_csv(run / "eval" / "shapes10-generated.csv")}
+    rows = {(r["corruption"], r["severity"]): r for r in read_eval_csv(tmp_path / "pair" / "eval" / "cifar10-official.csv")}
+    members = [{(r["corruption"], r["severity"]): r for r in read_eval_csv(run / "eval" / "cifar10-official.csv")}
                for run in (a, b)]
+    assert len(rows) == 5
     for cell, row in rows.items():
         errors = [float(m[cell]["error"]) for m in members]
         assert float(row["error"]) <= max(errors), cell  # between its members or better
@@ -250,31 +258,31 @@ def test_ensemble_of_two_runs_is_one_model_averaging_softmax(trained_pair, test_
     with torch.no_grad():
         p = torch.stack([net(images).softmax(1) for net in nets]).mean(0)
     assert int(rows[("clean", "0")]["correct"]) == int((p.argmax(1) == labels).sum())
+    nll = float(-p.double().gather(1, labels[:, None]).log().mean())  # of the mean probability, not mean logits
+    assert float(rows[("clean", "0")]["nll"]) == pytest.approx(nll, abs=1e-5)
     run = json.loads((tmp_path / "pair" / "run.json").read_text())
     assert run["policy"] == "ensemble" and [m["kind"] for m in run["source"]["members"]] == ["run", "run"]
     one_line_error(invoke("eval", a, b, *args), "--ensemble NAME")
 
 
-def test_report_ranks_an_external_model_beside_a_trained_run(trained_pair, factory_file, tmp_path):
-    """Every corruption x severity on 64 images, so both rows have an mCE and are ranked by it."""
-    trained, _ = trained_pair
-    args = ["--dataset", "shapes10", "--limit", N, "--device", "cpu", "--frost", "procedural"]
+def test_report_ranks_an_external_model_beside_a_trained_run(cifar, factory_file, tmp_path):
+    """Every standard corruption x severity, so both rows have an mCE and are ranked by it."""
+    root = cifar[0]
+    results = tmp_path / "results"
+    trained = make_run(results / "trained", 0)
+    args = ["--corruptions", "standard", "--device", "cpu", "--data-dir", root]
     assert invoke("eval", trained, *args).exit_code == 0
-    result = invoke("eval", f"{factory_file}:build", "--name", "mine", "--out-dir", trained.parent, *args)
+    result = invoke("eval", f"{factory_file}:build", "--name", "mine", "--out-dir", results, *args)
     assert result.exit_code == 0, result.output
-    report = invoke("report", trained.parent)
+    report = invoke("report", results)
     assert report.exit_code == 0, report.output
-    board = [line for line in report.output.splitlines() if line.startswith("| ")][1:]
-    board = board[:next(i for i, line in enumerate(board) if line.startswith("| run "))] if any(
-        line.startswith("| run ") for line in board) else board
-    names = [line.split("|")[1].strip() for line in board]
-    assert "mine" in names and "run0" in names
-    mce = {line.split("|")[1].strip(): float(line.split("|")[7]) for line in board
-           if line.split("|")[1].strip() in ("mine", "run0")}
-    ranked = [n for n in names if n in mce]
-    assert ranked == sorted(mce, key=mce.get)  # ranked by mCE, external or not
-    mine = [line for line in board if line.split("|")[1].strip() == "mine"][0]
-    assert "external" in mine
+    lines = report.output.split("## Mean error")[0].splitlines()
+    board = [line.split("|")[1:-1] for line in lines if line.startswith("| ")]
+    header, rows = [c.strip() for c in board[0]], [[c.strip() for c in r] for r in board[1:]]
+    mce = {r[0]: float(r[header.index("mCE")]) for r in rows}
+    assert set(mce) == {"trained", "mine"} and mce["trained"] != mce["mine"]
+    assert [r[0] for r in rows] == sorted(mce, key=mce.get)  # ranked by mCE, external or not
+    assert rows[[r[0] for r in rows].index("mine")][header.index("policy")] == "external"
 
 
 def test_save_predictions_writes_each_cells_predictions_and_confidences(factory_file, test_split, tmp_path):

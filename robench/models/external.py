@@ -86,8 +86,11 @@ def timm_backbone(spec: str, num_classes: int, pretrained: bool = False) -> nn.M
     if name not in timm.list_models():
         raise RobenchError(f"timm has no model '{name}'; list them with python -c \"import timm; "
                            f"print(timm.list_models('*{name[:6]}*'))\"")
-    if pretrained:
-        _check_online("huggingface.co", "HF_HUB_OFFLINE")
+    if pretrained and not _online("huggingface.co"):
+        # Offline, let the hub look only in its cache; otherwise it retries the network for a minute.
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
     except Exception as e:  # download and cache errors of several types
@@ -133,12 +136,14 @@ def _import(library: str):
         raise RobenchError(f"{library}: models need {library}: pip install {library}") from None
 
 
-def _check_online(host: str, offline_variable: str) -> None:
-    """Offline, let the library look only in its cache (else it retries the network for a minute)."""
+def _online(host: str) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
     try:
         socket.create_connection((host, 443), timeout=3).close()
+        return True
     except OSError:
-        os.environ[offline_variable] = "1"
+        return False
 
 
 def _no_weights(spec: str, error: Exception) -> str:
