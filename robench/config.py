@@ -32,7 +32,9 @@ def option(default: Any, help: str, flag: str | None = None):
 class TrainConfig:
     dataset: str = option("cifar10", "cifar10 | cifar100 | shapes10 | fashion-mnist | mnist | hf:<repo-id> "
                                      "(see robench list datasets).")
-    model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn (see robench list models).")
+    model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn | timm:<name> | torchvision:<name> "
+                                     "(see robench list models).")
+    pretrained: bool = option(False, "timm:/torchvision: models: start from the library's pretrained weights.")
     epochs: int = option(30, "Training epochs.")
     batch_size: int = option(128, "Images per step.")
     optimizer: str = option("sgd", "sgd (Nesterov 0.9) | adamw | adabound (see robench list optimizers).")
@@ -63,7 +65,9 @@ class TrainConfig:
     test_limit: int | None = option(None, "Use only the first N test images.")
     image_column: str | None = option(None, "hf: datasets: the image column (detected if omitted).")
     label_column: str | None = option(None, "hf: datasets: the label column (detected if omitted).")
-    image_size: int | None = option(None, "hf: datasets: resize images to this square size.")
+    image_size: int | None = option(None, "Images reach the model at this square size: hf: datasets are resized "
+                                          "when loaded, others on the device before the model (bilinear, "
+                                          "antialias), e.g. 72 for the Keras tutorial's ResNet50V2.")
 
     def validate(self) -> "TrainConfig":
         for key in ("epochs", "batch_size", "train_limit", "test_limit", "image_size"):

@@ -156,7 +156,7 @@ def build(cfg: TrainConfig, overwrite: bool = False) -> Run:
     pixels = train_split.images.float() / 255
     mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
     del pixels
-    model = build_model(cfg.model, train_split.num_classes, mean, std).to(device)
+    model = build_model(cfg.model, train_split.num_classes, mean, std, cfg.image_size, cfg.pretrained).to(device)
     forward = torch.compile(model) if cfg.compile else model
     loader = DeviceLoader(train_split.images, train_split.labels, cfg.batch_size, device, seed=cfg.seed)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
@@ -201,7 +201,7 @@ def save_epoch(run: Run, rows: list[dict]) -> None:
     atomic_write_csv(run.run_dir / METRICS, METRIC_FIELDS, rows)
     split = run.train_split
     atomic_torch_save({"model": run.cfg.model, "num_classes": split.num_classes, "classes": list(split.classes),
-                       "dataset": run.cfg.dataset, "epoch": int(rows[-1]["epoch"]),
+                       "dataset": run.cfg.dataset, "epoch": int(rows[-1]["epoch"]), "image_size": run.cfg.image_size,
                        "state_dict": run.model.state_dict(), "optimizer": run.optimizer.state_dict()},
                       run.run_dir / CHECKPOINT)
 

@@ -314,3 +314,27 @@ def test_summarize_gives_clean_error_mce_and_calibration():
     assert summary["extra_error"] == pytest.approx(16.5 + 3)
     assert summary["c_ece"] == pytest.approx(0.1) and summary["clean_rms_ce"] == 0.03
     assert math.isnan(pd.DataFrame(rows[:-1]).pipe(robench.summarize)["extra_error"])
+
+
+def test_train_accepts_library_models_at_another_image_size(tmp_path):
+    """`robench train --model timm:<name> --image-size S`: the run's model resizes on the device, and
+    the checkpoint rebuilds it (image size included) for eval."""
+    pytest.importorskip("timm")
+    result = invoke("train", "--dataset", "shapes10", "--model", "timm:test_resnet", "--image-size", "40", "--epochs", "1",
+                    "--batch-size", "32", "--train-limit", "64", "--test-limit", "32", "--out-dir", tmp_path,
+                    "--name", "t", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["model"] == "timm:test_resnet" and checkpoint["image_size"] == 40
+    from robench.runs import load_model
+
+    net = load_model(tmp_path / "t", torch.device("cpu"))[0]
+    seen = []
+    net.backbone.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    with torch.no_grad():
+        net(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    assert seen == [(2, 3, 40, 40)]
+    assert invoke("eval", tmp_path / "t", "--corruptions", "none", "--device", "cpu").exit_code == 0
+    one_line_error(invoke("train", "--dataset", "shapes10", "--model", "small-cnn", "--pretrained", "--epochs", "1",
+                          "--out-dir", tmp_path, "--name", "p", "--device", "cpu"), "--pretrained needs")
+    assert not (tmp_path / "p").exists()
