@@ -46,9 +46,11 @@ class CellMetrics:
 
     def __init__(self, device, keep_predictions: bool = False):
         device = torch.device(device)
-        zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=device)  # noqa: E731
-        self.sums = {"n": zeros(), "correct": zeros(), "nll": zeros(), "brier": zeros(),
-                     "bin_count": zeros(ECE_BINS), "bin_confidence": zeros(ECE_BINS), "bin_correct": zeros(ECE_BINS)}
+        self.n = 0  # known on the host: no sync to count images
+        # Packed so that a batch costs few kernels: totals = (correct, nll, brier) sums; bins = the
+        # 15 ECE bins' (count, confidence sum, correct sum).
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)
+        self.bins = torch.zeros(ECE_BINS, 3, dtype=torch.float64, device=device)
         self.per_image: dict[str, list[torch.Tensor]] = {"confidence": [], "hit": []}
         if keep_predictions:
             self.per_image["prediction"] = []
@@ -61,32 +63,32 @@ class CellMetrics:
         logits = logits.float()  # calibration needs full-precision probabilities (bf16 forward on CUDA)
         labels = labels.to(logits.device)
         log_p = torch.log_softmax(logits, dim=1)
+        log_p_true = log_p.gather(1, labels[:, None]).squeeze(1)
         p = log_p.exp()
         confidence, prediction = p.max(dim=1)
-        hit = (prediction == labels).double()
-        p_true = p.gather(1, labels[:, None]).squeeze(1)
-        s = self.sums
-        s["n"] += labels.shape[0]
-        s["correct"] += hit.sum()
-        s["nll"] -= log_p.gather(1, labels[:, None]).sum().double()
+        hit = prediction == labels
+        hit_f = hit.float()
         # Brier = sum_k (p_k - y_k)^2 = sum_k p_k^2 - 2 p_y + 1
-        s["brier"] += (p.square().sum(1) - 2 * p_true + 1).sum().double()
+        brier = p.square().sum(1) - 2 * log_p_true.exp() + 1
+        self.totals += torch.stack([hit_f.sum(), -log_p_true.sum(), brier.sum()]).double()
         bins = torch.bucketize(confidence, self.edges, right=True)
-        s["bin_count"].index_add_(0, bins, torch.ones_like(hit))
-        s["bin_confidence"].index_add_(0, bins, confidence.double())
-        s["bin_correct"].index_add_(0, bins, hit)
+        self.bins.index_add_(0, bins, torch.stack([torch.ones_like(hit_f), confidence, hit_f], 1).double())
+        self.n += labels.shape[0]
         self.per_image["confidence"].append(confidence)
-        self.per_image["hit"].append(hit.to(torch.uint8))
+        self.per_image["hit"].append(hit)
         if "prediction" in self.per_image:
             self.per_image["prediction"].append(prediction)
 
     def state(self) -> dict[str, torch.Tensor]:
         """The sums and the per-image tensors (in the order the images were given)."""
-        device = self.sums["n"].device
-        empty = {"confidence": torch.float32, "hit": torch.uint8, "prediction": torch.long}
+        device = self.totals.device
+        empty = {"confidence": torch.float32, "hit": torch.bool, "prediction": torch.long}
         per_image = {k: torch.cat(v) if v else torch.empty(0, dtype=empty[k], device=device)
                      for k, v in self.per_image.items()}
-        return {**self.sums, **per_image}
+        sums = {"n": torch.tensor(float(self.n), dtype=torch.float64, device=device), "correct": self.totals[0],
+                "nll": self.totals[1], "brier": self.totals[2], "bin_count": self.bins[:, 0],
+                "bin_confidence": self.bins[:, 1], "bin_correct": self.bins[:, 2]}
+        return {**sums, **per_image}
 
     def result(self) -> dict:
         return compute(self.state())

@@ -51,7 +51,7 @@ def test_rms_calibration_error_equals_hand_computed_adaptive_bins():
     conf = torch.cat([torch.full((100,), 0.6), torch.full((100,), 0.8), torch.full((150,), 0.95)])
     hit = torch.cat([torch.arange(100) % 2 == 0, torch.arange(100) % 10 != 0, torch.zeros(150, dtype=torch.bool)])
     order = torch.randperm(350, generator=torch.Generator().manual_seed(0))  # input order must not matter
-    got = rms_calibration_error(conf[order], hit[order].to(torch.uint8))
+    got = rms_calibration_error(conf[order], hit[order])
     expected = math.sqrt(100 / 350 * (0.6 - 0.5) ** 2 + 100 / 350 * (0.8 - 0.9) ** 2)
     assert float(got) == pytest.approx(expected, rel=1e-6)  # float32 confidences
     # Fewer than two full bins: no bin enters the reference's sum, so there is no value.
