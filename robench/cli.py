@@ -180,7 +180,8 @@ def list_(what: str = typer.Argument("all", help="One of: " + ", ".join(_registr
 Examples: robench data download cifar10 ; robench data download cifar10-c""")
 @user_errors
 def data_download(
-    name: str = typer.Argument(..., help="cifar10 | cifar100 | mnist | fashion-mnist | cifar10-c | cifar100-c."),
+    name: str = typer.Argument(..., help="cifar10 | cifar100 | cifar10.1 | mnist | fashion-mnist | cifar10-c | "
+                                         "cifar100-c."),
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.data import csets, load_split
@@ -191,10 +192,10 @@ def data_download(
         folder = csets.download(name)
         typer.echo(f"{name} ready in {folder}")
         return
-    if name not in ("cifar10", "cifar100", "mnist", "fashion-mnist"):
-        raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, mnist, fashion-mnist, "
-                           f"{', '.join(csets.RELEASES)}")
-    for train in (True, False):
+    if name not in ("cifar10", "cifar100", "cifar10.1", "mnist", "fashion-mnist"):
+        raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, cifar10.1, mnist, "
+                           f"fashion-mnist, {', '.join(csets.RELEASES)}")
+    for train in (False,) if name == "cifar10.1" else (True, False):  # CIFAR-10.1 is a test set only
         load_split(name, train)
     typer.echo(f"{name} ready in {current_data_dir()}")
 
