@@ -71,12 +71,7 @@ def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn
     from robench.runs import load_checkpoint, load_model
 
     kind = kind_of(spec)
-    if kind == "recorded":
-        recorded = read_json(Path(spec) / RUN_JSON)["source"]
-        if "members" in recorded:
-            raise RobenchError(f"{spec} is an ensemble's folder; evaluate it by naming its members with --ensemble")
-        return build_member(recorded["spec"], num_classes, ModelOptions(**recorded["options"]))
-    description: dict[str, Any] = {"kind": kind, "spec": spec}
+    description: dict[str, Any] = {"kind": kind, "spec": _absolute(spec, kind)}
     if kind in ("run", "checkpoint"):
         checkpoint = load_checkpoint(Path(spec))
         if checkpoint["num_classes"] != num_classes:
@@ -109,6 +104,16 @@ def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn
     model = external.InputAdapter(model, conv)
     _eval_mode(model)
     return model, description
+
+
+def _absolute(spec: str, kind: str) -> str:
+    """A spec whose files are absolute paths, so that run.json can rebuild it from anywhere."""
+    if kind == "factory":
+        file, _, factory = spec.rpartition(":")
+        return f"{Path(file).resolve()}:{factory}"
+    if kind in ("run", "program", "checkpoint"):
+        return str(Path(spec).resolve())
+    return spec
 
 
 def _eval_mode(model: nn.Module) -> None:
@@ -150,6 +155,7 @@ class Subject:
     options: ModelOptions = field(default_factory=ModelOptions)
     name: str = ""
     descriptions: list[dict] = field(default_factory=list)
+    label: str | None = None  # run.json's "model": the spec as the user gave it
 
     def build(self, num_classes: int, probe: torch.Tensor, device: torch.device) -> nn.Module:
         members = []
@@ -173,7 +179,8 @@ class Subject:
         else:
             source.update(kind="ensemble", members=self.descriptions)
         write_json(self.run_dir / RUN_JSON, {
-            "name": self.name, "model": self.specs[0] if len(self.specs) == 1 else f"ensemble of {len(self.specs)}",
+            "name": self.name,
+            "model": self.label or (self.specs[0] if len(self.specs) == 1 else f"ensemble of {len(self.specs)}"),
             "policy": "ensemble" if len(self.specs) > 1 else "external", "dataset": dataset,
             "num_classes": num_classes, "parameters": sum(p.numel() for p in model.parameters()),
             "source": source, "input": source.get("input"), "versions": versions(), "device": device_label,
@@ -184,7 +191,8 @@ class Subject:
 def resolve(cfg) -> Subject:
     """The subject of an EvalConfig: one run folder (as train wrote it), or external model(s)."""
     specs = cfg.specs
-    options = ModelOptions(cfg.checkpoint, cfg.pretrained, cfg.input_range, cfg.normalize, cfg.image_size)
+    checkpoint = str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else None  # recorded in run.json
+    options = ModelOptions(checkpoint, cfg.pretrained, cfg.input_range, cfg.normalize, cfg.image_size)
     kinds = [kind_of(s) for s in specs]
     if len(specs) > 1 and not cfg.ensemble:
         raise RobenchError(f"{len(specs)} models given; evaluate them as one ensemble with --ensemble NAME, "
@@ -198,8 +206,12 @@ def resolve(cfg) -> Subject:
         return Subject(specs, run_dir, True, dataset, limit, split, options, run_dir.name)
     if len(specs) == 1 and kinds[0] == "recorded" and not cfg.ensemble:  # an external model's folder, again
         run_dir = Path(specs[0])
-        dataset = cfg.dataset or read_json(run_dir / RUN_JSON).get("dataset", "cifar10")
-        return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, run_dir.name)
+        run = read_json(run_dir / RUN_JSON)
+        recorded = run["source"]
+        members = recorded.get("members", [recorded])
+        dataset = cfg.dataset or run.get("dataset", "cifar10")
+        return Subject([m["spec"] for m in members], run_dir, False, dataset, cfg.limit, {},
+                       ModelOptions(**recorded["options"]), run_dir.name, label=run.get("model"))
     if options.checkpoint and len(specs) > 1:
         raise RobenchError("--checkpoint loads the weights of one model; give each ensemble member as a run "
                            "folder or file instead")

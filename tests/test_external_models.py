@@ -167,6 +167,13 @@ def test_input_range_and_image_size_reach_the_model(factory_file, tmp_path):
     images = load_split("shapes10", False, limit=N).images.float()
     expected = torch.nn.functional.interpolate(images / 255, size=(48, 48), mode="bilinear", antialias=True) * 255
     assert x.shape == (N, 3, 48, 48) and torch.allclose(x, expected, atol=1e-3)
+    # The results folder rebuilds the model from its run.json, input convention included.
+    seen.unlink()
+    result = invoke("eval", tmp_path / "results" / "spy-build", "--corruptions", "none", "--limit", N, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert torch.allclose(torch.load(seen), expected, atol=1e-3)
+    run = json.loads((tmp_path / "results" / "spy-build" / "run.json").read_text())
+    assert run["model"] == f"{spy}:build" and run["source"]["options"]["input_range"] == "0-255"
 
 
 @pytest.mark.parametrize("model, extra, message", [
