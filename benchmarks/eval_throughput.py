@@ -6,6 +6,11 @@ comparison, the way the AugMix reference evaluates (torchvision CIFAR dataset + 
 + Normalize in a DataLoader). Prints one JSON line per measurement.
 
   python benchmarks/eval_throughput.py [--model resnet18|small-cnn|none] [--n 10000] [--corruptions 3] [--device auto]
+
+With --calibration it instead measures what recording calibration costs: eval's real cell loop
+(robench.evaluate.cell_batches + forward) with the per-cell metrics accumulator (error, NLL, Brier,
+ECE, RMS-CE) against the same loop that only counts top-1 hits on the device, the two alternated
+over --rounds rounds in one process; prints the median overhead in %.
 """
 
 from __future__ import annotations
@@ -87,6 +92,54 @@ def reference_path(folder, corruptions, model, device, batch_size, workers) -> f
     return total / (time.perf_counter() - start)
 
 
+class CountOnly:
+    """Eval without calibration: top-1 hits summed on the device, read once per cell."""
+
+    def __init__(self, device):
+        self.correct = torch.zeros((), dtype=torch.long, device=device)
+
+    def update(self, logits, labels):
+        self.correct += (logits.argmax(1) == labels.to(logits.device)).sum()
+
+    def result(self):
+        return int(self.correct)
+
+
+def eval_cells(folder, corruptions, model, device, batch_size, make_metrics) -> float:
+    """Seconds for eval's cell loop over every (corruption, severity) of the C-set."""
+    from robench.evaluate import cell_batches, forward
+
+    cset = OfficialCSet(folder)
+    labels = cset.labels()[:cset.n].long()
+    start = time.perf_counter()
+    for name in corruptions:
+        for severity in range(1, 6):
+            metrics = make_metrics(device)
+            for batch, batch_labels in cell_batches(None, labels, name, severity, cset, 0, batch_size, None):
+                metrics.update(forward(model, batch, device), batch_labels)
+            metrics.result()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def calibration_cost(folder, corruptions, model, device, batch_size, rounds, common) -> None:
+    from robench.metrics import CellMetrics
+
+    impls = {"count only": CountOnly, "with calibration": CellMetrics}
+    eval_cells(folder, corruptions, model, device, batch_size, CellMetrics)  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in impls}
+    for r in range(rounds):
+        order = list(impls) if r % 2 == 0 else list(impls)[::-1]  # alternate A/B, then B/A
+        for name in order:
+            times[name].append(eval_cells(folder, corruptions, model, device, batch_size, impls[name]))
+    ratios = sorted(c / a for a, c in zip(times["count only"], times["with calibration"]))
+    for name, values in times.items():
+        print(json.dumps({"bench": "eval_calibration", "impl": name, "median_s": round(sorted(values)[len(values) // 2], 4),
+                          **common}))
+    print(json.dumps({"bench": "eval_calibration", "overhead_pct": round(100 * (ratios[len(ratios) // 2] - 1), 2),
+                      "paired_ratios": [round(x, 4) for x in ratios], "rounds": rounds, **common}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18", help="a robench model, or none for the data path alone")
@@ -96,6 +149,8 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--calibration", action="store_true", help="measure the cost of recording calibration")
+    parser.add_argument("--rounds", type=int, default=7, help="alternated rounds of --calibration")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -106,6 +161,9 @@ def main():
         folder = Path(tmp)
         make_cset(folder, args.n, names)
         common = {"model": args.model, "device": device_name(device), "n_per_cell": args.n, "cells": 5 * args.corruptions}
+        if args.calibration:
+            calibration_cost(folder, names, model, device, args.batch_size, args.rounds, common)
+            return
         ours = robench_path(folder, names, model, device, args.batch_size)
         print(json.dumps({"bench": "eval_official", "impl": "robench", "images_per_s": round(ours, 1), **common}))
         ref = reference_path(folder, names, model, device, args.batch_size, args.workers)

@@ -5,6 +5,8 @@
     robench.corrupt(images, "fog", 3, seed=0)            # uint8 or float, a batch or one image
     policy = robench.make_policy("augmix")               # policy(images, generator=g)
     mixer = robench.make_mixer("cutmix", num_classes=10) # mixer(images, labels, generator=g)
+    cells = robench.evaluate(model, dataset="cifar10")   # a DataFrame, one row per cell
+    cells.pipe(robench.summarize)                        # clean error, mCE, calibration
 
 Names are imported on first use, so `import robench` (and the torch-free modules such as
 robench.report) stay light.
@@ -21,6 +23,8 @@ _API = {
     "make_policy": "robench.augment.policies",
     "make_mixer": "robench.augment.mixers",
     "RobenchError": "robench.errors",
+    "evaluate": "robench.api",
+    "summarize": "robench.api",
 }
 __all__ = sorted(_API)
 

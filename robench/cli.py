@@ -129,10 +129,10 @@ def train(
                echo=typer.echo)
 
 
-def _evaluate(run: Path = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
+def _evaluate(run: List[str] = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
     from robench.evaluate import evaluate
 
-    evaluate(resolve_flags(EvalConfig, None, {**flags, "run": str(run)}), echo=typer.echo)
+    evaluate(resolve_flags(EvalConfig, None, {**flags, "run": run[0] if len(run) == 1 else run}), echo=typer.echo)
 
 
 _evaluate = config_options(EvalConfig, skip=("run",))(_evaluate)
@@ -140,7 +140,11 @@ _EVAL_HELP = """Measure clean error and the error under every corruption and sev
 
 Example: robench eval results/r18-standard --corruptions all --severities 1-5
 
-Writes <run>/eval/<dataset>-<source>.csv, one row per cell."""
+Your own model: robench eval timm:resnet18 --checkpoint r18.pth --dataset cifar10 --normalize 0.4914,0.4822,0.4465,0.2470,0.2435,0.2616
+
+Ensemble: robench eval results/a results/b --ensemble a+b
+
+Writes <run>/eval/<dataset>-<source>.csv, one row per cell (a model robench did not train: <out-dir>/<name>/)."""
 app.command("eval", help=_EVAL_HELP)(user_errors(_evaluate))
 app.command("evaluate", help="Alias of eval. " + _EVAL_HELP)(user_errors(_evaluate))
 
@@ -232,7 +236,8 @@ def list_(what: str = typer.Argument("all", help="One of: " + ", ".join(_registr
 Examples: robench data download cifar10 ; robench data download cifar10-c""")
 @user_errors
 def data_download(
-    name: str = typer.Argument(..., help="cifar10 | cifar100 | mnist | fashion-mnist | cifar10-c | cifar100-c."),
+    name: str = typer.Argument(..., help="cifar10 | cifar100 | cifar10.1 | mnist | fashion-mnist | cifar10-c | "
+                                         "cifar100-c."),
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.data import csets, load_split
@@ -243,10 +248,10 @@ def data_download(
         folder = csets.download(name)
         typer.echo(f"{name} ready in {folder}")
         return
-    if name not in ("cifar10", "cifar100", "mnist", "fashion-mnist"):
-        raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, mnist, fashion-mnist, "
-                           f"{', '.join(csets.RELEASES)}")
-    for train in (True, False):
+    if name not in ("cifar10", "cifar100", "cifar10.1", "mnist", "fashion-mnist"):
+        raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, cifar10.1, mnist, "
+                           f"fashion-mnist, {', '.join(csets.RELEASES)}")
+    for train in (False,) if name == "cifar10.1" else (True, False):  # CIFAR-10.1 is a test set only
         load_split(name, train)
     typer.echo(f"{name} ready in {current_data_dir()}")
 

@@ -33,7 +33,9 @@ def option(default: Any, help: str, flag: str | None = None):
 class TrainConfig:
     dataset: str = option("cifar10", "cifar10 | cifar100 | shapes10 | fashion-mnist | mnist | hf:<repo-id> "
                                      "(see robench list datasets).")
-    model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn (see robench list models).")
+    model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn | timm:<name> | torchvision:<name> "
+                                     "(see robench list models).")
+    pretrained: bool = option(False, "timm:/torchvision: models: start from the library's pretrained weights.")
     epochs: int = option(30, "Training epochs.")
     batch_size: int = option(128, "Images per step (under torchrun the global batch, split across the ranks).")
     optimizer: str = option("sgd", "sgd (Nesterov 0.9) | adamw | adabound (see robench list optimizers).")
@@ -67,7 +69,9 @@ class TrainConfig:
     test_limit: int | None = option(None, "Use only the first N test images.")
     image_column: str | None = option(None, "hf: datasets: the image column (detected if omitted).")
     label_column: str | None = option(None, "hf: datasets: the label column (detected if omitted).")
-    image_size: int | None = option(None, "hf: datasets: resize images to this square size.")
+    image_size: int | None = option(None, "Images reach the model at this square size: hf: datasets are resized "
+                                          "when loaded, others on the device before the model (bilinear, "
+                                          "antialias), e.g. 72 for the Keras tutorial's ResNet50V2.")
 
     def validate(self) -> "TrainConfig":
         for key in ("epochs", "batch_size", "train_limit", "test_limit", "image_size", "checkpoint_every"):
@@ -96,7 +100,10 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    run: str = option("", "A run folder written by robench train.")
+    # One model, or several with --ensemble (the CLI passes a list then).
+    run: str | list = option("", "A run folder written by robench train, or a model: timm:<name>, torchvision:<name>, "
+                                 "path/to/file.py:factory, a TorchScript or torch.export (.pt2) file, or a robench "
+                                 "model name with --checkpoint. Several with --ensemble.")
     corruptions: str = option("all", "all | standard | extra | none | name,name,... (see robench list corruptions).")
     severities: str = option("1-5", "1-5 | 3 | 1,5 | 2-3,5.")
     source: str = option("auto", "official (released .npy files) | generated (robench's engine) | auto "
@@ -114,9 +121,33 @@ class EvalConfig:
                                 "The choice is recorded in the eval files.")
     force: bool = option(False, "Recompute cells already in the eval CSV (by default an evaluation skips the cells "
                                 "done with the same checkpoint, dataset, source, seed and images).")
+    checkpoint: str | None = option(None, "State dict for a timm:/torchvision:/file.py: or robench model (plain, or "
+                                          "under 'state_dict' / 'model'; a 'module.' prefix is stripped).")
+    pretrained: bool = option(False, "timm:/torchvision: models: the library's pretrained weights (downloaded once).")
+    input_range: str | None = option(None, "Range of the model's input: 0-1 | 0-255. [default: 0-1]")
+    normalize: str | None = option(None, "Normalisation before the model: MEAN,STD | M1,M2,M3,S1,S2,S3 (in the "
+                                         "units of --input-range) | imagenet | none. [default: the model's own: "
+                                         "the library's for timm/torchvision, none for your files]")
+    image_size: int | None = option(None, "Resize images to this square size on the device (bilinear, antialias) "
+                                          "before the model, for models trained at another resolution.")
+    ensemble: str | None = option(None, "Evaluate the given models as one ensemble (mean of their softmax) named "
+                                        "NAME; results go to <out-dir>/NAME/.")
+    name: str | None = option(None, "Results folder name of a model robench did not train. [default: from the "
+                                    "model, e.g. timm-resnet18]")
+    out_dir: str = option("results", "Where results folders of models robench did not train go.")
+    save_predictions: bool = option(False, "Also write each image's predicted class and confidence per cell to "
+                                           "eval/<dataset>-<source>-predictions.npz.")
+
+    @property
+    def specs(self) -> list[str]:
+        return [self.run] if isinstance(self.run, str) else [str(r) for r in self.run]
 
     def validate(self) -> "EvalConfig":
-        for key in ("batch_size", "limit"):
+        if not self.specs or not all(self.specs):
+            raise RobenchError("give a run folder or a model to evaluate")
+        if self.input_range is not None and self.input_range not in ("0-1", "0-255"):
+            raise RobenchError(f"--input-range must be 0-1 or 0-255, got '{self.input_range}'")
+        for key in ("batch_size", "limit", "image_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
@@ -194,6 +225,8 @@ def _check_type(cls, name: str, value: Any) -> None:
         return
     kind = field_type(cls, name)
     ok = isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+    if not ok and name == "run" and cls is EvalConfig:  # several models (an ensemble) come as a list
+        ok = isinstance(value, list)
     if ok and kind in (int, float) and isinstance(value, bool):
         ok = False
     if not ok:

@@ -30,8 +30,11 @@ from robench.errors import RobenchError
 CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR = "config.yaml", "checkpoint.pt", "metrics.csv", "run.json", "eval"
 
 # One row per cell; ("clean", 0) is the uncorrupted test set. `frost_textures` says which frost
-# photographs a frost cell used ("official" or "procedural"; empty on other cells).
-EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures"]
+# photographs a frost cell used ("official" or "procedural"; empty on other cells). The calibration
+# columns are fractions (docs/metrics.md): NLL, Brier score, ECE (15 bins), RMS calibration error.
+CALIBRATION_FIELDS = ["nll", "brier", "ece", "rms_ce"]
+EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
+               *CALIBRATION_FIELDS]
 # The columns a reader needs (later columns may be missing from files written by earlier versions).
 EVAL_REQUIRED = EVAL_FIELDS[:8]
 

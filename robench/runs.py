@@ -84,7 +84,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
     from robench.models import build_model
 
     checkpoint = load_checkpoint(path)
-    model = build_model(checkpoint["model"], checkpoint["num_classes"])
+    model = build_model(checkpoint["model"], checkpoint["num_classes"], image_size=checkpoint.get("image_size"))
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:

@@ -173,7 +173,7 @@ def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Ru
     pixels = train_split.images.float() / 255
     mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
     del pixels
-    model = build_model(cfg.model, train_split.num_classes, mean, std)
+    model = build_model(cfg.model, train_split.num_classes, mean, std, cfg.image_size, cfg.pretrained)
     if cfg.sync_bn and world > 1:
         if device.type != "cuda":
             raise RobenchError("--sync-bn needs CUDA ranks (torch's SyncBatchNorm runs on GPUs only); drop it on the CPU")
@@ -287,7 +287,7 @@ def save_checkpoint(run: Run, at: Position) -> None:
         return
     split = run.train_split
     atomic_torch_save({"model": run.cfg.model, "num_classes": split.num_classes, "classes": list(split.classes),
-                       "dataset": run.cfg.dataset, "epoch": at.epoch - 1 if at.step else at.epoch,
+                       "dataset": run.cfg.dataset, "image_size": run.cfg.image_size, "epoch": at.epoch - 1 if at.step else at.epoch,
                        "state_dict": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                        "scheduler": run.scheduler.state_dict(), "rows": run.rows, "position": at.step,
                        "partial": partial, "rng": rng, "world_size": distributed.world_size()},

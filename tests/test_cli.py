@@ -86,7 +86,8 @@ def test_eval_generated_and_report(trained, tmp_path):
     rows = list(csv.DictReader(open(out)))
     assert [(r["corruption"], r["severity"]) for r in rows] == [
         ("clean", "0"), ("gaussian_noise", "1"), ("gaussian_noise", "5"), ("contrast", "1"), ("contrast", "5")]
-    assert set(rows[0]) == {"corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures"}
+    assert set(rows[0]) == {"corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
+                            "nll", "brier", "ece", "rms_ce"}
     assert all(r["n"] == "100" and r["source"] == "generated" for r in rows)
     assert float(rows[0]["error"]) == pytest.approx(100 * (1 - int(rows[0]["correct"]) / 100), abs=1e-3)
     # The same cells again, with another batch size: identical counts (chunk-keyed randomness).
@@ -205,7 +206,7 @@ def test_every_recipe_resolves_to_a_valid_run():
     from robench.config import TrainConfig, resolve
     from robench.train import check_names
 
-    recipes = sorted(Path(__file__).resolve().parents[1].glob("recipes/*.yaml"))
+    recipes = sorted(Path(__file__).resolve().parents[1].glob("recipes/augmix-paper-*.yaml"))
     assert len(recipes) == 8
     for recipe in recipes:
         cfg = resolve(TrainConfig, recipe, {})

@@ -141,7 +141,7 @@ def test_done_cells_are_skipped_forced_again_and_invalidated_by_a_new_checkpoint
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_run_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
     run_dir = fresh(run, tmp_path)
-    monkeypatch.setattr(Counter, "counts", lambda *a: pytest.fail("a cell was computed"))
+    monkeypatch.setattr(Counter, "update", lambda *a: pytest.fail("a cell was computed"))
     run_dir.chmod(0o555)
     try:
         with pytest.raises(RobenchError, match="cannot write"):
@@ -154,7 +154,7 @@ def test_a_read_only_run_folder_is_refused_before_any_cell_is_computed(run, tmp_
 def test_a_blocked_eval_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
     run_dir = fresh(run, tmp_path)
     (run_dir / "eval").write_text("")
-    monkeypatch.setattr(Counter, "counts", lambda *a: pytest.fail("a cell was computed"))
+    monkeypatch.setattr(Counter, "update", lambda *a: pytest.fail("a cell was computed"))
     with pytest.raises(RobenchError, match="eval is a file, not a folder"):
         evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
 
@@ -238,22 +238,30 @@ class _FitsUpTo(torch.nn.Module):
         return self.model(x)
 
 
+def correct_of(counter: Counter, images, labels) -> int:
+    from robench.metrics import CellMetrics
+
+    metrics = CellMetrics(torch.device("cpu"))
+    counter.update(metrics, images, labels)
+    return metrics.result()["correct"]
+
+
 def test_out_of_memory_retries_the_batch_in_halves_and_counts_every_image(run):
     from robench.runs import load_model
 
     model, _ = load_model(run, torch.device("cpu"))
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (1000,))
-    expected = int(Counter(model, 1000, torch.device("cpu")).counts(images, labels)["correct"])
+    expected = correct_of(Counter(model, 1000, torch.device("cpu")), images, labels)
     messages = []
     wrapped = _FitsUpTo(model, 300)
     counter = Counter(wrapped, 1000, torch.device("cpu"), echo=messages.append)
-    assert int(counter.counts(images, labels)["correct"]) == expected
+    assert correct_of(counter, images, labels) == expected
     assert counter.batch_size == 250 and wrapped.sizes[:3] == [1000, 500, 250]
     assert sum(wrapped.sizes[3:]) == 1000 - 250  # every image counted once after the retries
     assert len(messages) == 2 and "--batch-size 250" in messages[-1]
     with pytest.raises(RobenchError, match="out of GPU memory with one image per batch"):
-        Counter(_FitsUpTo(model, 0), 4, torch.device("cpu"), echo=QUIET).counts(images[:4], labels[:4])
+        correct_of(Counter(_FitsUpTo(model, 0), 4, torch.device("cpu"), echo=QUIET), images[:4], labels[:4])
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])

@@ -30,7 +30,7 @@ def pixel_shares(mixed: torch.Tensor) -> torch.Tensor:
 def test_registry_and_params():
     assert set(MIXERS) == {"none", "mixup", "cutmix", "ricap"}
     assert MIXERS.params("mixup") == {"alpha": 1.0, "per_sample": False}
-    assert MIXERS.params("cutmix") == {"alpha": 1.0, "prob": 0.5, "per_sample": False}
+    assert MIXERS.params("cutmix") == {"alpha": 1.0, "prob": 0.5, "per_sample": False, "keep_larger": False}
     assert MIXERS.params("ricap") == {"beta": 0.3, "per_sample": False}
 
 
@@ -134,3 +134,17 @@ def test_generator_reproducibility(name):
 def test_empty_batch(name):
     mixed, soft = make_mixer(name, K)(torch.zeros(0, 3, H, W, dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
     assert mixed.shape == (0, 3, H, W) and mixed.dtype == torch.float32 and soft.shape == (0, K)
+
+
+@pytest.mark.parametrize("keep_larger", [False, True])
+def test_cutmix_keep_larger_never_pastes_the_larger_part(keep_larger):
+    """keep_larger: lam = max(lam, 1 - lam) before cutting, so each image keeps at least half of itself."""
+    mixer = make_mixer("cutmix", K, prob=1.0, per_sample=True, keep_larger=keep_larger)
+    images, labels = coded_batch()
+    kept = torch.cat([mixer(images, labels, generator=torch.Generator().manual_seed(seed), return_params=True)[2]["lam"]
+                      for seed in range(10)])
+    assert kept.numel() == 10 * N
+    if keep_larger:
+        assert bool((kept >= 0.5).all())
+    else:
+        assert bool((kept < 0.5).any())  # without it, boxes larger than half the image occur

@@ -108,6 +108,8 @@ class CutMix(Mixer):
         "alpha": Param(1.0, "Beta parameter of the kept area", lo=1e-3),
         "prob": Param(0.5, "probability of mixing a batch (an image when per_sample)", lo=0.0, hi=1.0),
         "per_sample": _PER_SAMPLE,
+        "keep_larger": Param(False, "lam = max(lam, 1 - lam) before cutting, so the pasted box is never the "
+                                    "larger part (the CutMix blog's variant)"),
     }
 
     def mix(self, x, y, gen, draws):
@@ -115,6 +117,8 @@ class CutMix(Mixer):
         shape = self._lam_shape(n)
         applied = _rand(shape, gen, dev) < c["prob"]
         lam = beta(c["alpha"], c["alpha"], shape, gen, dev)
+        if c["keep_larger"]:
+            lam = torch.maximum(lam, 1 - lam)
         perm = torch.randperm(n, generator=gen, device=dev)
         # The official box: sides int(W * sqrt(1 - lam)), centre uniform, clipped at the border.
         cut = (1 - lam).sqrt()

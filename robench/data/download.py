@@ -35,8 +35,8 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "robench"
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+def md5sum(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
@@ -44,10 +44,12 @@ def md5sum(path: Path) -> str:
 
 
 def verify(path: Path, md5: str, what: str) -> None:
-    actual = md5sum(path)
-    if actual != md5:
+    """`md5` is an md5 hex digest, or "sha256:<hex>" where the source publishes a SHA-256."""
+    algorithm, expected = md5.split(":", 1) if ":" in md5 else ("md5", md5)
+    actual = md5sum(path, algorithm)
+    if actual != expected:
         raise RobenchError(
-            f"{what}: checksum mismatch for {path} (md5 {actual}, expected {md5}); "
+            f"{what}: checksum mismatch for {path} ({algorithm} {actual}, expected {expected}); "
             f"delete it and download again"
         )
 

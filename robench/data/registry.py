@@ -45,6 +45,8 @@ def _loader(module: str):
 DATASETS = Registry("dataset")
 DATASETS.add("cifar10", _loader("cifar"), "CIFAR-10 (50k/10k, 32x32, 10 classes), downloaded from cs.toronto.edu")
 DATASETS.add("cifar100", _loader("cifar"), "CIFAR-100 (50k/10k, 32x32, 100 fine classes), downloaded from cs.toronto.edu")
+DATASETS.add("cifar10.1", _loader("cifar101"), "CIFAR-10.1 v6 (2,000 new CIFAR-10 test images, natural shift); "
+             "eval only, for CIFAR-10 models")
 DATASETS.add("shapes10", _loader("shapes"),
              "embedded: 10 procedurally drawn shapes on textured backgrounds, 20k/2k, no download")
 DATASETS.add("fashion-mnist", _loader("idx"),
