@@ -291,6 +291,17 @@ def test_data_preview_writes_a_png_grid(tmp_path):
     one_line_error(invoke("data", "preview", "--out", tmp_path / "grid.jpg"), "must end in .png")
 
 
+def markdown_rows(text: str, section: str) -> list[dict]:
+    """The rows of the first markdown table after `section`, as dicts keyed by the header."""
+    lines = []
+    for line in text.split(section, 1)[1].splitlines():
+        if line.startswith("|"):
+            lines.append([c.strip() for c in line.strip("|").split("|")])
+        elif lines:
+            break
+    return [dict(zip(lines[0], values)) for values in lines[2:]]
+
+
 def test_demo_trains_two_runs_and_ranks_them_on_all_cells(tmp_path, monkeypatch):
     from robench import demo
 
@@ -298,14 +309,17 @@ def test_demo_trains_two_runs_and_ranks_them_on_all_cells(tmp_path, monkeypatch)
     result = invoke("demo", "--out-dir", tmp_path)
     assert result.exit_code == 0, result.output
     board = (tmp_path / "leaderboard-shapes10.md").read_text()
-    rows = [line for line in board.splitlines() if line.startswith("| shapes10-")]
-    assert {r.split("|")[1].strip() for r in rows[:2]} == {"shapes10-standard", "shapes10-augmix-jsd"}
-    for row in rows[:2]:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        mce_and_extra, per_corruption, frost = cells[6:8], cells[10:29], cells[29:]
-        assert len(per_corruption) == 19 and "-" not in mce_and_extra + per_corruption  # all 19 x 5 cells
+    ranked, corruptions = markdown_rows(board, "## Leaderboard"), markdown_rows(board, "## Error per corruption")
+    assert {r["run"] for r in ranked} == {"shapes10-standard", "shapes10-augmix-jsd"}
+    assert sorted(r["rank"] for r in ranked) == ["1", "2"]  # both complete, so both ranked
+    for row in ranked:
+        assert "-" not in (row["mCE"], row["extra"]) and not row["mCE"].startswith("incomplete")
         # offline, frost falls back to the stand-in, and the board says so in its own column
-        assert frost == ["procedural"] and "frost uses the procedural stand-in" in result.stdout
+        assert row["frost"] == "procedural" and "frost uses the procedural stand-in" in result.stdout
+    assert len(corruptions) == 2
+    for row in corruptions:  # all 19 x 5 cells
+        per_corruption = [v for k, v in row.items() if k not in ("run", "dataset", "source")]
+        assert len(per_corruption) == 19 and all(float(v) >= 0 for v in per_corruption)
     assert "| shapes10-" in result.stdout and "augmix+jsd" in result.stdout
 
 
