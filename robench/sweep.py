@@ -346,10 +346,10 @@ def slurm_script(grid: Grid, options: dict[str, Any]) -> str:
         f"PYTHON=${{ROBENCH_PYTHON:-{python}}}",
         "# robench runs in the background so that this shell can pass SLURM's SIGTERM on to it.",
         f'"$PYTHON" -m robench sweep {grid_path} --task "$SLURM_ARRAY_TASK_ID" &',
-        "pid=$!",
-        "trap 'kill -TERM $pid 2>/dev/null' TERM",
+        "pid=$! signalled=",
+        "trap 'signalled=1; kill -TERM $pid 2>/dev/null' TERM",
         "wait $pid; rc=$?",
-        "if [ $rc -gt 128 ] && kill -0 $pid 2>/dev/null; then wait $pid; rc=$?; fi  # the trap woke wait",
+        'if [ -n "$signalled" ]; then wait $pid; rc=$?; fi  # the trap woke the first wait; this one gets robench\'s code',
         f"if [ $rc -eq {INTERRUPTED} ] && [ -n \"${{SLURM_ARRAY_JOB_ID:-}}\" ]; then",
         '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"  # resumes from the checkpoint',
         "fi",
@@ -362,7 +362,9 @@ def write_slurm(grid: Grid, options: dict[str, Any]) -> Path:
     from robench.runfiles import atomic_write_text
 
     path = grid.out_dir / f"{grid.path.stem}.sbatch"
-    atomic_write_text(path, slurm_script(grid, options))
+    text = slurm_script(grid, options)
+    (grid.out_dir / "logs").mkdir(parents=True, exist_ok=True)  # SLURM opens the logs before the script runs
+    atomic_write_text(path, text)
     return path
 
 
