@@ -56,7 +56,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as e:
         raise cannot_write(path, e) from None
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        if hasattr(os, "fchmod"):  # POSIX; Windows has no modes to fix
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
