@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-from robench.corruptions._ops import to_unit
+from robench.corruptions._ops import exact_div, to_unit
 from robench.corruptions.registry import FUNCTIONS
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
@@ -42,7 +42,7 @@ def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     # (numerator, offset) of the hue sextant: red (g-b, 0), green (b-r, 2), blue (r-g, 4).
     num = torch.where(blue_max, r - g, torch.where(green_max, b - r, g - b))
     offset = blue_max * 4.0 + green_max * 2.0  # + 0.0 leaves red's quotient bit-identical
-    h = (num / delta.masked_fill(grey, 1.0) + offset) / 6.0
+    h = exact_div(num / delta.masked_fill(grey, 1.0) + offset, 6.0)
     h = h.add_(h < 0).masked_fill_(grey, 0.0)  # skimage's `% 1`: h lies in [-1/6, 5/6], so only + 1
     s = (delta / v.masked_fill(grey, 1.0)).masked_fill_(grey, 0.0)  # max == min: S = 0 (also V = 0)
     return h, s, v
@@ -109,7 +109,7 @@ def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) ->
     # one after another (no pairwise summation, since the channel axis is the inner loop); the
     # last entry of a cumulative sum reproduces that order on CPU, so no value flips by 1.
     n, ch, h, w = x.shape
-    means = x.reshape(n, ch, h * w).cumsum(2)[:, :, -1:].unsqueeze(3) / (h * w)
+    means = exact_div(x.reshape(n, ch, h * w).cumsum(2)[:, :, -1:].unsqueeze(3), h * w)
     return _finish_((x - means).mul_(c).add_(means))
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import gaussian_filter_2d, gaussian_kernel1d
+from robench.corruptions._ops import exact_div, gaussian_filter_2d, gaussian_kernel1d
 from robench.corruptions.registry import FUNCTIONS
 
 # (mean, std, sigma, threshold, intensity, mud) per severity.
@@ -247,7 +247,7 @@ def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Ten
     n, _, h, w = images.shape
     scale = min(h, w) / 32
     _, _, _, threshold, intensity, mud = SPATTER[severity - 1]
-    x = images.to(torch.float32) / 255
+    x = exact_div(images.to(torch.float32), 255)
     layer = liquid_layer(noise, severity, scale)
     if mud:
         m = gaussian_filter_2d((layer > threshold).to(torch.float64), intensity * scale, "nearest")
