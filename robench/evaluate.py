@@ -19,7 +19,7 @@ from robench.corruptions.protocol import CLEAN, SOURCES, generated_batches, pars
 from robench.data import csets, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
-from robench.metrics import count_correct
+from robench.metrics import correct_on_device, count_correct
 from robench.progress import progress_bar
 from robench.runfiles import (EVAL_FIELDS, atomic_write_csv, eval_csv_path, merge_eval_rows, read_config,
                               write_json)
@@ -83,10 +83,13 @@ def evaluate(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
                 correct = count_correct(model, images, labels, cfg.batch_size, device)
             elif official is not None:
                 correct = count_correct(model, official.images(corruption, severity)[:n], labels, cfg.batch_size, device)
-            else:
+            else:  # summed on the device: one host read per cell, not per batch
+                total = torch.zeros((), dtype=torch.long, device=device)
                 for start, batch in generated_batches(images, corruption, severity, cfg.seed, cfg.batch_size,
                                                       frost=frost or "auto"):
-                    correct += count_correct(model, batch, labels[start:start + batch.shape[0]], batch.shape[0], device)
+                    total += correct_on_device(model, batch, labels[start:start + batch.shape[0]], batch.shape[0],
+                                               device)
+                correct = int(total)
             bar.advance(n)
             rows.append(dict(corruption=corruption, severity=severity, n=n, correct=correct,
                              error=f"{100 * (1 - correct / n):.4f}", dataset=dataset, source=source, seed=cfg.seed,

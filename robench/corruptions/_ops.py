@@ -5,7 +5,6 @@ All functions work on batched tensors on any device.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from functools import lru_cache
 
@@ -22,24 +21,6 @@ def exact_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
     in a 0-dim tensor on x's device is really divided, as on the CPU. The bit-exact corruptions
     divide through here (tests emulate CUDA's rule on the CPU to hold them to it)."""
     return x / x.new_full((), divisor)
-
-
-@contextlib.contextmanager
-def full_fp32_matmul():
-    """float32 matrix products at full IEEE precision inside, whatever the process chose.
-
-    `torch.set_float32_matmul_precision("high")` (torch.compile suggests it) lets cuBLAS (and
-    oneDNN) round float32 inputs to TF32's 10-bit mantissa, which moves ~1-2% of zoom_blur's values
-    by one level. The setting is process-wide, so it is pinned here and restored afterwards."""
-    backends = [b.matmul for b in (torch.backends.cuda, torch.backends.mkldnn) if hasattr(b, "matmul")]
-    saved = [b.fp32_precision for b in backends]
-    for b in backends:
-        b.fp32_precision = "ieee"
-    try:
-        yield
-    finally:
-        for b, value in zip(backends, saved):
-            b.fp32_precision = value
 
 
 def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:

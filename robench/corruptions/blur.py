@@ -25,8 +25,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import exact_div, finish, full_fp32_matmul, gaussian_filter_nearest, to_unit
+from robench.corruptions._ops import exact_div, finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import FUNCTIONS
+from robench.runs import full_fp32
 
 
 def _scale(images: torch.Tensor) -> float:
@@ -281,7 +282,7 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
     sources, weights, blocks = _zoom_operator(severity, h, w, str(images.device))
     planes = x.view(n * c, h, w)
     value = planes.clone()
-    with full_fp32_matmul():  # TF32 would move values far beyond the exact recomputation's reach
+    with full_fp32():  # TF32 would move values far beyond the exact recomputation's reach
         for out_rows, out_cols, in_rows, in_cols, matrix in blocks:
             window = planes[:, in_rows, in_cols].reshape(n * c, -1)
             value[:, out_rows, out_cols] += (window @ matrix).view(n * c, out_rows.stop - out_rows.start, -1)
