@@ -69,3 +69,16 @@ def test_zoom_blur_pins_full_fp32_matmul_and_restores_the_setting():
         assert torch.backends.cuda.matmul.fp32_precision == "tf32"
     finally:
         torch.backends.cuda.matmul.fp32_precision = saved
+
+
+def test_contrasts_sequential_sum_is_numpys_order_on_every_device(monkeypatch):
+    """The loop that GPUs use gives the CPU's cumsum order bit for bit, and the order matters
+    (a pairwise sum differs in the last bit somewhere)."""
+    from robench.corruptions import digital
+
+    x = torch.randint(0, 256, (64, 3, 1024), generator=torch.Generator().manual_seed(0)).double() / 255
+    expected = torch.from_numpy(np.cumsum(x.numpy(), axis=2)[:, :, -1])
+    assert torch.equal(digital.sequential_sum(x), expected)
+    monkeypatch.setattr(digital, "_sequential_cumsum", lambda device: False)
+    assert torch.equal(digital.sequential_sum(x), expected)
+    assert not torch.equal(x.sum(2), expected)

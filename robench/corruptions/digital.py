@@ -105,12 +105,30 @@ def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = CONTRAST[severity - 1]
     x = to_unit(images)
-    # Per image and channel. numpy's mean over axes (0, 1) of an (H, W, 3) array adds the pixels
-    # one after another (no pairwise summation, since the channel axis is the inner loop); the
-    # last entry of a cumulative sum reproduces that order on CPU, so no value flips by 1.
     n, ch, h, w = x.shape
-    means = exact_div(x.reshape(n, ch, h * w).cumsum(2)[:, :, -1:].unsqueeze(3), h * w)
+    means = exact_div(sequential_sum(x.reshape(n, ch, h * w)).view(n, ch, 1, 1), h * w)
     return _finish_((x - means).mul_(c).add_(means))
+
+
+def _sequential_cumsum(device: torch.device) -> bool:
+    return device.type == "cpu"  # (tests patch this to run the loop on the CPU)
+
+
+_SEQUENTIAL_MAX = 64 * 64  # pixels per plane summed one by one off the CPU (one small kernel each)
+
+
+def sequential_sum(x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, P) summed over P one value after another, as numpy's mean over axes (0, 1) of an
+    (H, W, 3) array adds the pixels (no pairwise summation, since the channel axis is the inner
+    loop): in another order, some contrast values flip by 1. On the CPU the last entry of a
+    cumulative sum is that order; a GPU's cumsum is a parallel scan, so there the pixels are
+    added in a loop (up to 64x64 pixels; larger planes use cumsum and may differ by 1 rarely)."""
+    if _sequential_cumsum(x.device) or x.shape[-1] > _SEQUENTIAL_MAX:
+        return x.cumsum(2)[:, :, -1]
+    total = x[:, :, 0].clone()
+    for i in range(1, x.shape[-1]):
+        total += x[:, :, i]
+    return total
 
 
 # ---------------------------------------------------------------- pixelate (Pillow BOX resize)
