@@ -137,3 +137,23 @@ def test_counts_come_from_float32_logits_even_under_autocast():
         bf16 = int((model(images).argmax(1) == labels).sum())  # what an autocast argmax would count
     assert fp32 == autocast == 40
     assert bf16 == 4  # the fixture can tell: in bfloat16 only class 0 is predicted
+
+
+
+@pytest.mark.parametrize("name", ["spatter", "jpeg_compression"])
+def test_spatter_and_jpeg_take_sync_free_paths_with_the_same_values(name, monkeypatch):
+    """Off the CPU, spatter's hysteresis reads back convergence every 8 growth steps (growing past
+    it changes nothing) and JPEG's range wrap is applied unconditionally (the identity inside the
+    range): forced here on the CPU, the same values, with fewer reads."""
+    from robench.corruptions import jpeg, spatter
+
+    module = spatter if name == "spatter" else jpeg
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    expected, host_syncs = [], []
+    for host in (True, False):
+        monkeypatch.setattr(module, "_host", lambda t, host=host: host)
+        with HostSyncs() as syncs:
+            expected.append(torch.cat([corrupt(images, name, s, seed=s) for s in range(1, 6)]))
+        host_syncs.append(syncs.count)
+    assert torch.equal(expected[0], expected[1])
+    assert host_syncs[1] < host_syncs[0], host_syncs
