@@ -23,6 +23,11 @@ def exact_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
     return x / x.new_full((), divisor)
 
 
+def exact_div_(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """In place `exact_div` (no new buffer for large intermediates)."""
+    return x.div_(x.new_full((), divisor))
+
+
 def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """uint8 -> float in [0, 1], as the generator's `x / 255.` (float64 unless it used float32)."""
     return exact_div(images.to(dtype), 255.0)

@@ -25,7 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import exact_div, finish, gaussian_filter_nearest, to_unit
+from robench.corruptions._ops import exact_div, exact_div_, finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import FUNCTIONS
 from robench.runs import full_fp32
 
@@ -158,7 +158,7 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
         starts = (plane + src_rows) * (w + 2 * pad) + pad + ox[:, t, None, None]  # (N, C, H)
         acc.add_(windows.index_select(0, starts.view(-1)).double(), alpha=weight)  # explicit cast: 3x faster
     q = acc.mul_(257.0).add_(0.5).floor_().clamp_(0, 65535)
-    return exact_div(q, 257).floor_().to(torch.uint8).view(n, c, h, w)
+    return exact_div_(q, 257).floor_().to(torch.uint8).view(n, c, h, w)
 
 
 @FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
@@ -286,7 +286,7 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
         for out_rows, out_cols, in_rows, in_cols, matrix in blocks:
             window = planes[:, in_rows, in_cols].reshape(n * c, -1)
             value[:, out_rows, out_cols] += (window @ matrix).view(n * c, out_rows.stop - out_rows.start, -1)
-    value = exact_div(value, len(factors) + 1).mul_(255).view(-1)
+    value = exact_div_(value, len(factors) + 1).mul_(255).view(-1)
     out = value.clamp(0, 255).floor_().to(torch.uint8)
     near = (value - value.round()).abs_().lt_(1e-3).nonzero().squeeze(1)
     if near.numel():

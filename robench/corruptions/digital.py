@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-from robench.corruptions._ops import exact_div, to_unit
+from robench.corruptions._ops import exact_div, exact_div_, to_unit
 from robench.corruptions.registry import FUNCTIONS
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
@@ -42,7 +42,7 @@ def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     # (numerator, offset) of the hue sextant: red (g-b, 0), green (b-r, 2), blue (r-g, 4).
     num = torch.where(blue_max, r - g, torch.where(green_max, b - r, g - b))
     offset = blue_max * 4.0 + green_max * 2.0  # + 0.0 leaves red's quotient bit-identical
-    h = exact_div(num / delta.masked_fill(grey, 1.0) + offset, 6.0)
+    h = exact_div_(num.div_(delta.masked_fill(grey, 1.0)).add_(offset), 6.0)
     h = h.add_(h < 0).masked_fill_(grey, 0.0)  # skimage's `% 1`: h lies in [-1/6, 5/6], so only + 1
     s = (delta / v.masked_fill(grey, 1.0)).masked_fill_(grey, 0.0)  # max == min: S = 0 (also V = 0)
     return h, s, v
