@@ -26,7 +26,7 @@ On CPU the large temporaries are buffers of this thread's workspace, reused from
 call, which cost more than the arithmetic. Each op takes them from a frame of its own, so they are
 free again when it returns; a helper that returns such a buffer takes its caller's frame. The CPU
 paths size their work from the data (group sizes, shift extents, distinct values); on other
-devices the ops take paths without device syncs, except run_slots' one per slot (see `_host`).
+devices the ops, run_slots included, take paths without device syncs (see `_host`).
 """
 
 from __future__ import annotations
