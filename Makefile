@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv fashion-mnist chromium results results-report clean bench
+.PHONY: test demo venv fashion-mnist chromium results results-report clean bench gpu-check
 
 venv: $(STAMP)
 
@@ -55,6 +55,12 @@ bench: venv
 	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/report.py
+
+# The GPU path in one prepared command (see benchmarks/gpu_check.sh): installs nothing; uses .venv
+# when there is one, else plain $(PYTHON) (a GPU machine's own torch).
+GPU_CHECK_OUT ?= gpu-check
+gpu-check:
+	@PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) bash benchmarks/gpu_check.sh $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

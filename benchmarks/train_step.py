@@ -6,7 +6,11 @@ augmentation, same model and batch. Prints one JSON line per setting:
   aug_share  aug_ms / step_ms  (the issue's target on a GPU: under 10 %)
   step_vs_none  step_ms / step_ms of the no-augmentation step
 
+With --epoch-images N, also the wall time of one training epoch over N device-resident images
+(random pixels; the standard and the AugMix+JSD recipes), as `robench train` runs it.
+
   python benchmarks/train_step.py [--model small-cnn|resnet18|wrn-40-2] [--batch 128] [--device auto]
+                                  [--epoch-images 50000]
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epoch-images", type=int, default=0, help="also time one epoch over this many images")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -88,6 +93,41 @@ def main():
                           "device": device_name(device), "aug_ms": round(aug_ms, 3), "step_ms": round(step_ms, 3),
                           "aug_share": round(aug_ms / step_ms, 3), "step_vs_none": round(step_ms / baseline, 2)}),
               flush=True)
+    if args.epoch_images:
+        for policy, extra in (("standard", {}), ("augmix", {"jsd": True})):
+            seconds = epoch_seconds(model_name, policy, extra, args.epoch_images, args.batch, device)
+            print(json.dumps({"bench": "train_epoch", "setting": policy + ("+jsd" if extra else ""), "model": model_name,
+                              "batch": args.batch, "images": args.epoch_images, "device": device_name(device),
+                              "seconds": round(seconds, 2), "images_per_s": round(args.epoch_images / seconds, 1)}),
+                  flush=True)
+
+
+def epoch_seconds(model_name, policy, extra, n, batch, device) -> float:
+    """Wall seconds of one epoch of robench's training loop (augment, forward, loss, backward,
+    step, schedule; sums kept on the device) over n random images resident on the device."""
+    from robench.data.loader import DeviceLoader
+    from robench.optim import cosine_schedule
+
+    cfg = TrainConfig(dataset="cifar10", model=model_name, policy=policy, **extra)
+    model = build_model(model_name, 10).to(device).train()
+    optimizer = make_optimizer("sgd", model.parameters(), 0.1, 5e-4)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    loader = DeviceLoader(images, torch.randint(0, 10, (n,)), batch, device, seed=0)
+    scheduler = cosine_schedule(optimizer, len(loader), 0.0)
+    step = Step(cfg, model, 10, device)
+    loss_sum = torch.zeros((), device=device)
+    for index, (x, y) in enumerate(loader):
+        if index == 1:  # the first step (kernel selection, caches) is warm-up
+            sync(device)
+            start = time.perf_counter()
+        loss, _ = step(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach()
+    float(loss_sum)
+    return (time.perf_counter() - start) * len(loader) / max(1, len(loader) - 1)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from robench.metrics import CellMetrics, compute
 from robench.progress import progress_bar
 from robench.runfiles import (CALIBRATION_FIELDS, CHECKPOINT, RUN_JSON, atomic_write_bytes, eval_csv_path,
                               read_eval_csv)
-from robench.runs import autocast, device_name
+from robench.runs import device_name, full_fp32
 
 
 def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, Path | None]:
@@ -191,8 +191,10 @@ class Counter:
             start += size
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device):
-            return self.model(batch)
+        """float32 logits at full precision, whatever autocast or TF32 setting is around: a bf16 (or
+        TF32) argmax resolves near-ties differently, so GPU error rates would not match the CPU's."""
+        with torch.autocast(self.device.type, enabled=False), full_fp32():
+            return self.model(batch).float()
 
     def _halve(self, size: int) -> None:
         if size == 1:

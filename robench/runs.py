@@ -62,6 +62,24 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def full_fp32():
+    """float32 matrix products and convolutions at full IEEE precision inside, whatever the
+    process chose (`torch.set_float32_matmul_precision("high")`, which torch.compile suggests, or
+    cuDNN's default TF32 convolutions round inputs to a 10-bit mantissa). The settings are
+    process-wide, so they are pinned here and restored afterwards."""
+    backends = [getattr(getattr(torch.backends, name), op) for name in ("cuda", "cudnn", "mkldnn")
+                for op in ("matmul", "conv") if hasattr(getattr(torch.backends, name, None), op)]
+    saved = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, saved):
+            b.fp32_precision = value
+
+
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint dict (weights_only, so no code runs); one-line errors for missing/corrupt files."""
     path = Path(path)

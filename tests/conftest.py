@@ -9,12 +9,22 @@ torch.set_num_threads(2)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-@pytest.fixture
-def shared_dir() -> Path:
-    """The ../shared folder beside the clone (golden files, frost textures); skip when absent."""
+@pytest.fixture(params=["cpu-division", "cuda-division"])
+def shared_dir(request) -> Path:
+    """The ../shared folder beside the clone (golden files, frost textures); skip when absent.
+
+    Every golden-file test runs twice: with the CPU's arithmetic, and with division by a Python
+    number done as CUDA does it (multiplication by the reciprocal, tests/cuda_arith.py), so the
+    bit-exact promise is held for the GPU without a GPU."""
     if not (SHARED / "golden" / "cifar10c").is_dir():
         pytest.skip(f"../shared not found at {SHARED}: golden-file tests need it beside the clone")
-    return SHARED
+    if request.param == "cpu-division":
+        yield SHARED
+        return
+    from cuda_arith import CudaScalarDivision
+
+    with CudaScalarDivision():
+        yield SHARED
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,14 @@ def golden_inputs(shared_dir):
 @pytest.mark.parametrize("name", NAMES)
 def test_matches_the_golden_generator_output(name, shared_dir, golden_inputs):
     # All five are exact restatements (float64 where the generator truncates float64; integer
-    # arithmetic for Pillow and libjpeg-turbo), so every value must match, not just +-1.
+    # arithmetic for Pillow and libjpeg-turbo), so every value must match, not just +-1 (also
+    # under CUDA's scalar division: see the shared_dir fixture).
     golden = np.load(shared_dir / "golden" / "cifar10c" / f"{name}.npy").reshape(5, 128, 32, 32, 3)
     images = nchw(golden_inputs)
     for severity in range(1, 6):
         out = nhwc(run(name, images, severity)).astype(int)
         diff = np.abs(out - golden[severity - 1].astype(int))
-        assert diff.max() <= 1, (name, severity, diff.max())
-        assert (diff == 0).mean() >= 0.999, (name, severity, (diff == 0).mean())
+        assert diff.max() == 0, (name, severity, diff.max(), (diff == 0).mean())
 
 
 def _photo_like(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:

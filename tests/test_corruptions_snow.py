@@ -75,10 +75,3 @@ def test_contract():
         for severity in (1, 5):
             out = corrupt(odd, "snow", severity, seed=0)
             assert out.shape == odd.shape and (out.int() - odd.int()).abs().double().mean() > 5
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_keeps_device():
-    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, device="cuda")
-    out = corrupt(images, "snow", 4, seed=0)
-    assert out.device == images.device and out.dtype == torch.uint8

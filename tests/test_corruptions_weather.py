@@ -315,11 +315,3 @@ def test_contract(name, frost_dir):
     odd = torch.randint(0, 256, (3, 3, 48, 40), dtype=torch.uint8, generator=gen)
     out = corrupt(odd, name, 3, seed=0)
     assert out.shape == odd.shape and (out.int() - odd.int()).abs().float().mean() > 5
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("name", ["frost", "fog"])
-def test_cuda_keeps_device(name, frost_dir):
-    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, device="cuda")
-    out = corrupt(images, name, 4, seed=0)
-    assert out.device == images.device and out.dtype == torch.uint8

@@ -26,7 +26,7 @@ On CPU the large temporaries are buffers of this thread's workspace, reused from
 call, which cost more than the arithmetic. Each op takes them from a frame of its own, so they are
 free again when it returns; a helper that returns such a buffer takes its caller's frame. The CPU
 paths size their work from the data (group sizes, shift extents, distinct values); on other
-devices the ops take paths without device syncs, except run_slots' one per slot (see `_host`).
+devices the ops, run_slots included, take paths without device syncs (see `_host`).
 """
 
 from __future__ import annotations
@@ -48,6 +48,14 @@ def _host(t: Tensor | torch.device) -> bool:
     from the data (group sizes, shift extents, distinct values); other devices take sync-free
     paths. (Tests patch this to run the other paths on CPU.)"""
     return (t if isinstance(t, torch.device) else t.device).type == "cpu"
+
+
+@functools.lru_cache(maxsize=64)
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A 0-dim tensor on the device, made once (a fresh `torch.tensor` per call is a host-to-device
+    copy each time on a GPU)."""
+    with torch.inference_mode(False):
+        return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _as_float(frame: Frame, x: Tensor) -> Tensor:
@@ -204,8 +212,8 @@ def _gray(x: Tensor) -> Tensor:
     dt = _exact_dtype(x.device)
     r, g, b = x.unbind(1)
     luma = r.float().mul_(_GRAY[0]).to(dt)  # one float32 multiply: exactly torch's rounding
-    luma = luma.addcmul_(g.to(dt), torch.tensor(_GRAY[1], dtype=dt, device=x.device)).float().to(dt)
-    luma = luma.addcmul_(b.to(dt), torch.tensor(_GRAY[2], dtype=dt, device=x.device)).float()
+    luma = luma.addcmul_(g.to(dt), _constant(_GRAY[1], dt, x.device)).float().to(dt)
+    luma = luma.addcmul_(b.to(dt), _constant(_GRAY[2], dt, x.device)).float()
     return luma.floor_().unsqueeze(1)
 
 
@@ -700,9 +708,11 @@ def run_slots(
     affine ops resampled with nearest sampling whatever the interpolation (e.g. whole-pixel
     shifts, where both agree). overwrite=True lets it work in place in x (contiguous).
 
-    Per slot, the images are grouped by op (one argsort, and one device sync for the group
-    sizes): each op runs once on the images that drew it, copied out as whole rows, and its
+    On CPU, per slot, the images are grouped by op (one argsort, and the group sizes read on the
+    host): each op runs once on the images that drew it, copied out as whole rows, and its
     results are copied back in place of them. Images without an op in a slot are not touched.
+    Elsewhere reading the sizes would stall the host every slot, so `_slot_without_sync` runs
+    each op on the whole batch instead (the same per-image results, see there).
     """
     n = x.shape[0]
     op = op.to(device=x.device, dtype=torch.long).view(n, -1).clamp(min=-1)
@@ -712,7 +722,11 @@ def run_slots(
     shape = x.shape[1:]
     workspace = thread_workspace()
     for slot in range(op.shape[1]):
-        sizes = torch.bincount(op[:, slot] + 1, minlength=len(names) + 1).tolist()  # the one sync
+        if not _host(x):
+            new = _slot_without_sync(x if out is None else out, op[:, slot], param[:, slot], kernels)
+            out = new if out is None else out.copy_(new)
+            continue
+        sizes = torch.bincount(op[:, slot] + 1, minlength=len(names) + 1).tolist()  # free on the CPU
         if not any(size for kernel, size in zip(kernels, sizes[1:]) if kernel is not None):
             continue
         if out is None:
@@ -736,3 +750,20 @@ def run_slots(
                 start += size
     return x if out is None else out
 
+
+
+def _slot_without_sync(x: Tensor, op: Tensor, param: Tensor, kernels: list) -> Tensor:
+    """One slot of run_slots without reading anything back: every op runs on the whole batch and
+    its result is kept for the images that drew it. Images that drew another op get, for this op,
+    the parameter of an image that did draw it (or any image's: the result is dropped), so no op
+    sees a parameter outside its range. The ops are per image, so each image's result is the same
+    as with grouping; the extra arithmetic is cheap on a GPU next to a stall per slot."""
+    out = x
+    for k, kernel in enumerate(kernels):
+        if kernel is None:
+            continue
+        drawn = op == k
+        donor = param.index_select(0, drawn.to(torch.uint8).argmax().view(1))
+        result = kernel(x.clone(), torch.where(drawn, param, donor))  # (kernels may work in place)
+        out = torch.where(drawn.view(-1, *([1] * (x.dim() - 1))), result, out)
+    return out

@@ -509,7 +509,10 @@ class AugMix(Policy):
         # workspace (see workspace.py: it and the float copy below are free again when the block
         # ends); slot s applies each chain's s-th op. Rotations and translations by 0 (low levels) are skipped,
         # as they change nothing.
-        moves = torch.tensor([name in ("rotate", "translate_x", "translate_y") for name in names], device=dev)
+        if ("moves", *key) not in cache:  # made once: a fresh tensor per call is a host-to-device copy
+            cache[("moves", *key)] = torch.tensor([name in ("rotate", "translate_x", "translate_y") for name in names],
+                                                  device=dev)
+        moves = cache[("moves", *key)]
         still = _take(moves, index) & (param == 0)  # (isin is 50x slower)
         run = torch.where(still, -1, op)
         with thread_workspace().frame() as frame:

@@ -5,18 +5,32 @@ All functions work on batched tensors on any device.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
+def exact_div(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """`x / divisor`, correctly rounded on every device.
+
+    On CUDA, ATen computes `tensor / python_number` as a multiplication by the reciprocal (one more
+    rounding, so e.g. 255 / 255. may come out a hair under 1 and truncate to 254); a divisor held
+    in a 0-dim tensor on x's device is really divided, as on the CPU. The bit-exact corruptions
+    divide through here (tests emulate CUDA's rule on the CPU to hold them to it)."""
+    return x / x.new_full((), divisor)
+
+
+def exact_div_(x: torch.Tensor, divisor: float) -> torch.Tensor:
+    """In place `exact_div` (no new buffer for large intermediates)."""
+    return x.div_(x.new_full((), divisor))
+
+
 def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """uint8 -> float in [0, 1], as the generator's `x / 255.` (float64 unless it used float32)."""
-    return images.to(dtype) / 255.0
+    return exact_div(images.to(dtype), 255.0)
 
 
 def finish(unit: torch.Tensor) -> torch.Tensor:

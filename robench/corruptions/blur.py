@@ -25,8 +25,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import finish, gaussian_filter_nearest, to_unit
+from robench.corruptions._ops import exact_div, exact_div_, finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import FUNCTIONS
+from robench.runs import full_fp32
 
 
 def _scale(images: torch.Tensor) -> float:
@@ -157,7 +158,7 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
         starts = (plane + src_rows) * (w + 2 * pad) + pad + ox[:, t, None, None]  # (N, C, H)
         acc.add_(windows.index_select(0, starts.view(-1)).double(), alpha=weight)  # explicit cast: 3x faster
     q = acc.mul_(257.0).add_(0.5).floor_().clamp_(0, 65535)
-    return q.div_(257).floor_().to(torch.uint8).view(n, c, h, w)
+    return exact_div_(q, 257).floor_().to(torch.uint8).view(n, c, h, w)
 
 
 @FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
@@ -256,7 +257,7 @@ def _zoom_blur_at(x: torch.Tensor, positions: torch.Tensor, sources, weights) ->
     total = torch.zeros_like(samples[:, 0])
     for k in range(samples.shape[1]):  # sequential float32 accumulation, as `out += clipped_zoom(x, z)`
         total += samples[:, k]
-    return finish((flat[positions] + total) / (samples.shape[1] + 1))
+    return finish(exact_div(flat[positions] + total, samples.shape[1] + 1))
 
 
 _FAST_ZOOM_MAX = 128 * 128  # pixels per plane for the blocked-matrix path (its matrices stay < 40 MB)
@@ -277,14 +278,15 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
         x64, total = x.double(), torch.zeros_like(x)
         for z in factors:
             total += clipped_zoom(x64, z).float()
-        return finish((x + total) / (len(factors) + 1))
+        return finish(exact_div(x + total, len(factors) + 1))
     sources, weights, blocks = _zoom_operator(severity, h, w, str(images.device))
     planes = x.view(n * c, h, w)
     value = planes.clone()
-    for out_rows, out_cols, in_rows, in_cols, matrix in blocks:
-        window = planes[:, in_rows, in_cols].reshape(n * c, -1)
-        value[:, out_rows, out_cols] += (window @ matrix).view(n * c, out_rows.stop - out_rows.start, -1)
-    value = value.div_(len(factors) + 1).mul_(255).view(-1)
+    with full_fp32():  # TF32 would move values far beyond the exact recomputation's reach
+        for out_rows, out_cols, in_rows, in_cols, matrix in blocks:
+            window = planes[:, in_rows, in_cols].reshape(n * c, -1)
+            value[:, out_rows, out_cols] += (window @ matrix).view(n * c, out_rows.stop - out_rows.start, -1)
+    value = exact_div_(value, len(factors) + 1).mul_(255).view(-1)
     out = value.clamp(0, 255).floor_().to(torch.uint8)
     near = (value - value.round()).abs_().lt_(1e-3).nonzero().squeeze(1)
     if near.numel():

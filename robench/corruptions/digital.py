@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import torch
 
-from robench.corruptions._ops import to_unit
+from robench.corruptions._ops import exact_div, exact_div_, to_unit
 from robench.corruptions.registry import FUNCTIONS
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
@@ -42,7 +42,7 @@ def rgb_to_hsv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     # (numerator, offset) of the hue sextant: red (g-b, 0), green (b-r, 2), blue (r-g, 4).
     num = torch.where(blue_max, r - g, torch.where(green_max, b - r, g - b))
     offset = blue_max * 4.0 + green_max * 2.0  # + 0.0 leaves red's quotient bit-identical
-    h = (num / delta.masked_fill(grey, 1.0) + offset) / 6.0
+    h = exact_div_(num.div_(delta.masked_fill(grey, 1.0)).add_(offset), 6.0)
     h = h.add_(h < 0).masked_fill_(grey, 0.0)  # skimage's `% 1`: h lies in [-1/6, 5/6], so only + 1
     s = (delta / v.masked_fill(grey, 1.0)).masked_fill_(grey, 0.0)  # max == min: S = 0 (also V = 0)
     return h, s, v
@@ -105,12 +105,30 @@ def saturate(images: torch.Tensor, severity: int, generator: torch.Generator) ->
 def contrast(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
     c = CONTRAST[severity - 1]
     x = to_unit(images)
-    # Per image and channel. numpy's mean over axes (0, 1) of an (H, W, 3) array adds the pixels
-    # one after another (no pairwise summation, since the channel axis is the inner loop); the
-    # last entry of a cumulative sum reproduces that order on CPU, so no value flips by 1.
     n, ch, h, w = x.shape
-    means = x.reshape(n, ch, h * w).cumsum(2)[:, :, -1:].unsqueeze(3) / (h * w)
+    means = exact_div(sequential_sum(x.reshape(n, ch, h * w)).view(n, ch, 1, 1), h * w)
     return _finish_((x - means).mul_(c).add_(means))
+
+
+def _sequential_cumsum(device: torch.device) -> bool:
+    return device.type == "cpu"  # (tests patch this to run the loop on the CPU)
+
+
+_SEQUENTIAL_MAX = 64 * 64  # pixels per plane summed one by one off the CPU (one small kernel each)
+
+
+def sequential_sum(x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, P) summed over P one value after another, as numpy's mean over axes (0, 1) of an
+    (H, W, 3) array adds the pixels (no pairwise summation, since the channel axis is the inner
+    loop): in another order, some contrast values flip by 1. On the CPU the last entry of a
+    cumulative sum is that order; a GPU's cumsum is a parallel scan, so there the pixels are
+    added in a loop (up to 64x64 pixels; larger planes use cumsum and may differ by 1 rarely)."""
+    if _sequential_cumsum(x.device) or x.shape[-1] > _SEQUENTIAL_MAX:
+        return x.cumsum(2)[:, :, -1]
+    total = x[:, :, 0].clone()
+    for i in range(1, x.shape[-1]):
+        total += x[:, :, i]
+    return total
 
 
 # ---------------------------------------------------------------- pixelate (Pillow BOX resize)

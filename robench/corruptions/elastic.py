@@ -31,7 +31,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from robench.corruptions._ops import gaussian_filter_2d
+from robench.corruptions._ops import exact_div, gaussian_filter_2d
 from robench.corruptions.registry import FUNCTIONS
 
 # (alpha, sigma, affine jitter) as factors of IMSIZE: 32 * these are the CIFAR floats exactly.
@@ -135,8 +135,8 @@ def map_coordinates_reflect(image: torch.Tensor, dy: torch.Tensor, dx: torch.Ten
     grid = torch.empty((n, h, w, 2), dtype=torch.float64, device=image.device)
     xs = torch.arange(w, dtype=torch.float64, device=image.device)
     ys = torch.arange(h, dtype=torch.float64, device=image.device)
-    torch.add(dx.to(torch.float64) * (2 / w), ((2 * xs + 1) / w - 1).view(1, 1, w), out=grid[..., 0])
-    torch.add(dy.to(torch.float64) * (2 / h), ((2 * ys + 1) / h - 1).view(1, h, 1), out=grid[..., 1])
+    torch.add(dx.to(torch.float64) * (2 / w), (exact_div(2 * xs + 1, w) - 1).view(1, 1, w), out=grid[..., 0])
+    torch.add(dy.to(torch.float64) * (2 / h), (exact_div(2 * ys + 1, h) - 1).view(1, h, 1), out=grid[..., 1])
     out = F.grid_sample(image.to(torch.float64), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.to(torch.float32)
 
@@ -152,7 +152,7 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
     (U(-a, a) cast to float32); noise_x / noise_y (n, H, W) float64 in U(-1, 1) (unused at severity 1)."""
     n, _, h, w = images.shape
     alpha, sigma, _ = parameters(severity, h, w)
-    image = images.to(torch.float32) / 255
+    image = exact_div(images.to(torch.float32), 255)
     src = torch.tensor(affine_points(h, w), dtype=torch.float32, device=images.device)
     image = warp_affine(image, get_affine_transform(src + offsets, h, w))
     if alpha != 0:
