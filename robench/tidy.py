@@ -144,10 +144,10 @@ def load(roots: list[Path]) -> Results:
         run = run_info(run_dir)
         runs.append(run)
         for csv_path in sorted((run_dir / EVAL_DIR).glob("*.csv")):
-            with open(csv_path, newline="") as f:
+            cells.extend(_cells_of(run, csv_path))  # first: it checks the file (one-line errors)
+            with open(csv_path, newline="", encoding="utf-8") as f:
                 header = f.readline()
             calibrated.update(c for c in CALIBRATION if c in header.strip().split(","))
-            cells.extend(_cells_of(run, csv_path))
     names = [r["run"] for r in runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -270,7 +270,7 @@ def totals(run: Run, at: Position) -> tuple[float, int, int, float]:
 
 
 def last_good(run: Run) -> str:
-    if not (run.folder / CHECKPOINT).exists():
+    if run.folder is None or not (run.folder / CHECKPOINT).exists():
         return "none was written yet"
     return f"{run.folder / CHECKPOINT}"
 

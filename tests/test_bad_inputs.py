@@ -166,7 +166,7 @@ CASES = [
     ("not-a-run-folder", ["eval", "{inputs}"], None, "is not a run folder"),
     ("checkpoint-corrupt", EVAL, with_checkpoint("truncated.pt"), "cannot load checkpoint"),
     ("checkpoint-other-architecture", EVAL, with_checkpoint("other-architecture.pt"), "does not fit model wrn-40-2"),
-    ("checkpoint-other-class-count", EVAL, with_checkpoint("other-classes.pt"), "checkpoint predicts 100"),
+    ("checkpoint-other-class-count", EVAL, with_checkpoint("other-classes.pt"), "predicts 100 classes but the dataset has 10"),
     ("teacher-missing", TRAIN + ["--teacher", "{inputs}/no-run"], None, "no checkpoint at"),
     ("run-exists", TRAIN + ["--name", "r"], None, "already holds a run"),
     ("name-escapes", TRAIN + ["--name", "../escape"], None, "run name '../escape' must be a plain folder name"),
@@ -178,7 +178,7 @@ CASES = [
     ("generate-out-is-a-file", ["data", "generate", "--dataset", "cifar10", "--out", "{inputs}/a-file",
                                 "--data-dir", "{data}", "--corruptions", "contrast"], None, "is a file"),
     ("report-out-under-a-file", ["report", "{results}", "--out", "{inputs}/a-file/board.md"], None, "cannot write"),
-    ("report-out-suffix", ["report", "{results}", "--out", "{results}/board.txt"], None, "--out must end in .md or .csv"),
+    ("report-out-suffix", ["report", "{results}", "--out", "{results}/board.txt"], None, "--out must end in .md, .html, .tex, .json"),
     ("report-missing-folder", ["report", "{inputs}/nowhere"], None, "does not exist"),
     # damaged eval CSVs
     ("csv-non-number", ["report", "{results}"], with_eval_csv(GOOD_ROWS.replace(b"90.0000", b"ninety")), "non-number"),

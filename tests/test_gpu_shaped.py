@@ -17,7 +17,7 @@ from robench.evaluate import evaluate
 from robench.metrics import count_correct
 from robench.models import build_model
 from robench.runfiles import read_eval_csv
-from robench.train import build, train_one_epoch
+from robench.train import Position, build, train_one_epoch
 
 QUIET = lambda *_: None  # noqa: E731
 
@@ -27,7 +27,7 @@ def syncs_in_one_epoch(tmp_path, steps: int, **options) -> HostSyncs:
                       test_limit=32, out_dir=str(tmp_path), name=f"run{steps}", device="cpu", **options).validate()
     run = build(cfg)
     with HostSyncs() as syncs:
-        train_one_epoch(run, 1)
+        train_one_epoch(run, Position.start(1, run.device))
     return syncs
 
 
@@ -81,7 +81,7 @@ def run_dir(tmp_path_factory):
 def eval_rows(run_dir, batch_size: int) -> tuple[list[dict], HostSyncs]:
     with HostSyncs() as syncs:
         out = evaluate(EvalConfig(str(run_dir), corruptions="gaussian_noise,contrast", severities="2",
-                                  source="generated", batch_size=batch_size, seed=1, device="cpu"), echo=QUIET)
+                                  source="generated", batch_size=batch_size, seed=1, device="cpu", force=True), echo=QUIET)
     rows = [{k: r[k] for k in ("corruption", "severity", "n", "correct")} for r in read_eval_csv(out)]
     return rows, syncs
 
