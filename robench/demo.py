@@ -14,11 +14,11 @@ from typing import Callable
 from robench.config import EvalConfig, TrainConfig
 from robench.errors import RobenchError
 
-# Per dataset: training settings. Where shapes10's time goes (381 s on a quiet 2-core machine):
-# AugMix+JSD training about half (three forwards per step), each 96-cell eval about 65 s (mostly
-# small-cnn's forward over 96 x 2k images), standard training the rest. The 4-minute promise needs
-# about half of it cut; 12k images x 3 epochs with 1k test images left the standard run at 17 %
-# clean error (3 % now), so that cut is not taken until a measurement shows the finding intact.
+# Per dataset: training settings. Where shapes10's time goes (212-246 s on a quiet 2-core machine,
+# 2026-12-02; the goal is 240 s): AugMix+JSD training about half (three forwards per step), each
+# 96-cell eval 35-45 s (mostly small-cnn's forward over 96 x 2k images), standard training the rest.
+# 12k images x 3 epochs with 1k test images left the standard run at 17 % clean error (3 % now),
+# so that cut is not taken until a measurement shows the finding intact.
 SETTINGS = {
     "shapes10": dict(epochs=4, batch_size=128, lr=0.05),
     "fashion-mnist": dict(epochs=3, batch_size=128, lr=0.05, train_limit=20_000, test_limit=2_000),
