@@ -77,14 +77,12 @@ def _read_yaml(path: Path) -> dict:
         raise RobenchError(f"{path} is not valid YAML; restore it or remove the run folder") from None
 
 
-def _epochs_done(run_dir: Path) -> int | None:
+def _metrics_rows(run_dir: Path) -> list[dict] | None:
     path = run_dir / METRICS
-    return len(read_csv_rows(path)) if path.exists() else None
+    return read_csv_rows(path) if path.exists() else None
 
 
-def _last_test_error(run_dir: Path) -> float | None:
-    path = run_dir / METRICS
-    rows = read_csv_rows(path) if path.exists() else []
+def _last_test_error(rows: list[dict] | None) -> float | None:
     try:
         return float(rows[-1]["test_error"]) if rows else None
     except (KeyError, ValueError):
@@ -97,8 +95,9 @@ def run_info(run_dir: Path) -> dict:
     info = read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).exists() else {}
     config = info.get("config") or (_read_yaml(run_dir / CONFIG) if (run_dir / CONFIG).exists() else {})
     get = lambda key, default=None: info.get(key, config.get(key, default))  # noqa: E731
-    epochs, done = config.get("epochs", info.get("epochs")), _epochs_done(run_dir)
-    if info.get("origin") is not None:
+    metrics = _metrics_rows(run_dir)  # read once: epochs done and the last test error
+    epochs, done = config.get("epochs", info.get("epochs")), (len(metrics) if metrics is not None else None)
+    if info.get("source") is not None:  # robench eval's run.json of a model robench did not train
         status = "external"
     elif info:
         status = "trained"
@@ -115,8 +114,8 @@ def run_info(run_dir: Path) -> dict:
         if status != "external" else get("policy", "external"),
         dataset=get("dataset", "?"), seed=int(get("seed", 0) or 0),
         recipe=hashlib.sha1(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12],
-        epochs=epochs, epochs_done=done, train_clean_error=float(clean) if clean is not None else _last_test_error(run_dir),
-        status=status, parameters=info.get("parameters"), origin=info.get("origin"))
+        epochs=epochs, epochs_done=done, train_clean_error=float(clean) if clean is not None else _last_test_error(metrics),
+        status=status, parameters=info.get("parameters"), origin=info.get("source"))
 
 
 def _cells_of(run: dict, csv_path: Path) -> list[dict]:

@@ -290,6 +290,11 @@ def test_report_ranks_an_external_model_beside_a_trained_run(cifar, factory_file
     assert [r["run"] for r in rows] == sorted(mce, key=mce.get)  # ranked by mCE, external or not
     assert [r["rank"] for r in rows] == [1, 2]
     assert {r["run"]: r["policy"] for r in rows}["mine"] == "external"
+    from robench.tidy import load
+
+    runs = load([results]).runs.set_index("run")
+    assert runs.loc["mine", "status"] == "external" and runs.loc["trained", "status"] == "trained"
+    assert runs.loc["mine", "origin"]["kind"] == "factory"
 
 
 def test_save_predictions_writes_each_cells_predictions_and_confidences(factory_file, test_split, tmp_path):
