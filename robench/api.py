@@ -72,7 +72,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = "cifar10", corrup
         built.append(net)
     net = built[0] if len(built) == 1 else external.Ensemble(built)
 
-    images, official = cell_sources(test, dataset, source_, folder, device)
+    images, official = cell_sources(test, dataset, source_, folder, device, names)
     cells = [CLEAN] + [(c, s) for c in names for s in severities_]
     rows = [cell_row(c, s, metrics.result(), dataset, source_, seed, frost_)
             for (c, s), metrics in measure(net, images, test.labels, cells, official, seed, batch_size, frost_, device)]

@@ -83,11 +83,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device, started: float, echo) -> Pa
     test = load_split(dataset, False, limit=subject.limit, **subject.split_options)
     model = subject.build(test.num_classes, test.images[:2], device)
     n = len(test)
-    official = csets.OfficialCSet(folder) if source == "official" else None
-    if official is not None:
-        if official.n < n or not torch.equal(official.labels()[:n], test.labels):
-            raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
-        official.check(names)
+    official = open_official(folder, test, dataset, names) if source == "official" else None
     if subject.trained and not (run_dir / RUN_JSON).exists():
         echo(f"note: {run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last checkpoint "
              f"(epoch {subject.descriptions[0].get('epoch', '?')})")
@@ -252,13 +248,20 @@ def measure(model, images, labels, cells, official, seed: int, batch_size: int, 
             yield (corruption, severity), metrics
 
 
-def cell_sources(test, dataset: str, source: str, folder, device):
+def open_official(folder: Path, test, dataset: str, names: list[str]) -> csets.OfficialCSet:
+    """The released C-set in `folder`, checked before any cell: its labels are the test set's and
+    the requested corruptions' files are whole."""
+    official = csets.OfficialCSet(folder)
+    n = len(test)
+    if official.n < n or not torch.equal(official.labels()[:n], test.labels):
+        raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
+    official.check(names)
+    return official
+
+
+def cell_sources(test, dataset: str, source: str, folder, device, names: list[str]):
     """(the clean images, on the device when corruptions are generated there; the official C-set or None)."""
-    official = csets.OfficialCSet(folder) if source == "official" else None
-    if official is not None:
-        n = len(test)
-        if official.n < n or not torch.equal(official.labels()[:n], test.labels):
-            raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
+    official = open_official(folder, test, dataset, names) if source == "official" else None
     images = test.images.to(device) if source == "generated" else test.images
     return images, official
 
