@@ -25,7 +25,7 @@ COLUMNS = ["corruption", "severity", "n", "correct", "error", *CALIBRATION_FIELD
 
 def evaluate(model: nn.Module | str | Sequence, dataset: str = "cifar10", corruptions: str = "all",
              severities: str = "1-5", source: str = "auto", device: str | torch.device | None = None,
-             batch_size: int = 1000, seed: int = 0, limit: int | None = None, frost: str = "auto",
+             batch_size: int | None = None, seed: int = 0, limit: int | None = None, frost: str = "auto",
              c_dir: str | None = None, data_dir: str | None = None, input_range: str = "0-1",
              normalize: str | None = None, image_size: int | None = None, checkpoint: str | None = None,
              pretrained: bool = False):
@@ -40,7 +40,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = "cifar10", corrup
     import pandas as pd
 
     from robench import subjects
-    from robench.config import EvalConfig
+    from robench.config import EvalConfig, eval_batch_size
     from robench.evaluate import _frost_source, cell_row, cell_sources, measure, resolve_source
     from robench.models import external
     from robench.runs import resolve_device
@@ -74,6 +74,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = "cifar10", corrup
 
     images, official = cell_sources(test, dataset, source_, folder, device, names)
     cells = [CLEAN] + [(c, s) for c in names for s in severities_]
+    batch_size = eval_batch_size(batch_size, device)
     rows = [cell_row(c, s, metrics.result(), dataset, source_, seed, frost_)
             for (c, s), metrics in measure(net, images, test.labels, cells, official, seed, batch_size, frost_, device)]
     frame = pd.DataFrame(rows, columns=COLUMNS)

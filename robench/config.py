@@ -98,6 +98,16 @@ class TrainConfig:
         return self
 
 
+# Images per eval forward pass when --batch-size is not given. On the CPU a small batch keeps a
+# layer's activations in the cache: small-cnn's eval of 96 cells x 2k images took 35 s at 250 and
+# 48 s at 1000 (2-core Xeon, benchmarks/RESULTS.md). On a GPU large batches fill the device.
+EVAL_BATCH_SIZE = {"cuda": 1000, "cpu": 250}
+
+
+def eval_batch_size(requested: int | None, device) -> int:
+    return requested or EVAL_BATCH_SIZE["cuda" if device.type == "cuda" else "cpu"]
+
+
 @dataclass
 class EvalConfig:
     # One model, or several with --ensemble (the CLI passes a list then).
@@ -108,7 +118,8 @@ class EvalConfig:
     severities: str = option("1-5", "1-5 | 3 | 1,5 | 2-3,5.")
     source: str = option("auto", "official (released .npy files) | generated (robench's engine) | auto "
                                  "(official when present).")
-    batch_size: int = option(1000, "Images per forward pass.")
+    batch_size: int | None = option(None, "Images per forward pass. [default: "
+                                          f"{EVAL_BATCH_SIZE['cuda']} on CUDA, {EVAL_BATCH_SIZE['cpu']} on the CPU]")
     seed: int = option(0, "Seed of the generated corruptions.")
     device: str = option("auto", "auto | cpu | cuda | cuda:N.")
     dataset: str | None = option(None, "Evaluate on this dataset instead of the run's.")

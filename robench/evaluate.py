@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import torch
 
 from robench import distributed, subjects
-from robench.config import EvalConfig
+from robench.config import EvalConfig, eval_batch_size
 from robench.corruptions.protocol import (CHUNK, CLEAN, SOURCES, generated_batches, parse_corruptions,
                                           parse_severities)
 from robench.data import csets, load_split
@@ -83,6 +83,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device, started: float, echo) -> Pa
     test = load_split(dataset, False, limit=subject.limit, **subject.split_options)
     model = subject.build(test.num_classes, test.images[:2], device)
     n = len(test)
+    batch_size = eval_batch_size(cfg.batch_size, device)
     official = open_official(folder, test, dataset, names) if source == "official" else None
     if subject.trained and not (run_dir / RUN_JSON).exists():
         echo(f"note: {run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last checkpoint "
@@ -94,7 +95,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device, started: float, echo) -> Pa
                                 checkpoint_sha256=model_fingerprint(subject)))
     record = dict(corruptions=names, severities=severities, frost_textures=frost, force=cfg.force,
                   checkpoint_epoch=subject.descriptions[0].get("epoch") if subject.trained else None,
-                  batch_size=cfg.batch_size, ranks=distributed.world_size(), device=device_name(device),
+                  batch_size=batch_size, ranks=distributed.world_size(), device=device_name(device),
                   c_dir=str(folder) if folder else None)
     todo = _shared(lambda: store.begin(cells, frost, cfg.force, record))  # rank 0 decides, before any work
     if distributed.is_main():
@@ -103,7 +104,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device, started: float, echo) -> Pa
     images, labels = test.images[share], test.labels[share]
     if source == "generated":
         images = images.to(device)  # generated corruptions run on the device
-    counter = Counter(model, cfg.batch_size, device, echo)
+    counter = Counter(model, batch_size, device, echo)
     skipped = len(cells) - len(todo)
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
          f"{source}) on {device_name(device)}"
@@ -115,7 +116,7 @@ def _evaluate(cfg: EvalConfig, device: torch.device, started: float, echo) -> Pa
             bar.describe(f"{corruption} s{severity}" if severity else "clean")
             metrics = CellMetrics(device, keep_predictions=cfg.save_predictions)
             for batch, batch_labels in cell_batches(images, labels, corruption, severity, official, cfg.seed,
-                                                    cfg.batch_size, frost, offset=share.start, n=n):
+                                                    batch_size, frost, offset=share.start, n=n):
                 counter.update(metrics, batch, batch_labels)
             state = reduce_state(metrics.state())
             bar.advance(n)
