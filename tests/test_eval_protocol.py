@@ -160,6 +160,27 @@ def test_cli_eval_counts_the_partial_last_clean_batch(data, model, tmp_path):
     assert f"clean error {100 * (1 - sum(per_batch) / 300):.2f}%" in result.output
 
 
+def test_eval_batch_size_defaults_to_a_cache_sized_batch_on_the_cpu(data, model, tmp_path, monkeypatch):
+    """No --batch-size: 250 images per forward pass on the CPU (1000 on CUDA); a given one is kept."""
+    import json
+
+    from robench.config import eval_batch_size
+
+    assert eval_batch_size(None, torch.device("cpu")) == 250
+    assert eval_batch_size(None, torch.device("cuda")) == 1000
+    assert eval_batch_size(64, torch.device("cpu")) == 64
+    root, _, _ = data
+    run = make_run(tmp_path / "run", model)
+    seen = []
+    forward = nn.Sequential.forward
+    monkeypatch.setattr(nn.Sequential, "forward", lambda self, x: (seen.append(x.shape[0]), forward(self, x))[1])
+    out = evaluate(EvalConfig(str(run), corruptions="contrast", severities="2", source="generated", device="cpu",
+                              data_dir=str(root), limit=600), echo=QUIET)
+    assert max(seen) == 250 and sum(seen) >= 1200
+    (entry,) = json.loads(out.with_suffix(".json").read_text())["evaluations"]
+    assert entry["batch_size"] == 250
+
+
 # --- count_correct: every image counted, whatever the batch size -------------------------------------
 
 class _PixelModel(nn.Module):
