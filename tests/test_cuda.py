@@ -73,6 +73,20 @@ def test_random_corruptions_have_the_cpu_statistics(name):
         assert abs(cpu[1] - cuda[1]) <= (4.0 if wide else 2.0), (name, severity, cpu, cuda)
 
 
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_one_gpu_call_over_many_chunks_equals_the_chunks_one_by_one(name):
+    """Eval corrupts up to 16 chunks in one GPU call (registry.corrupt_chunks with draws.Streams):
+    each chunk must come out as when it is corrupted alone, whatever kernels a larger call picks."""
+    from robench.corruptions.registry import corrupt_chunks
+
+    images = photo_batch().repeat(3, 1, 1, 1).cuda()  # 384 images: chunks of 100, the last 84
+    frost = {"frost": "procedural"} if name == "frost" else {}
+    seeds = [21, 22, 23, 24]
+    together = corrupt_chunks(images, name, 3, seeds, chunk=100, **frost)
+    alone = torch.cat([corrupt(part, name, 3, seed, **frost) for part, seed in zip(images.split(100), seeds)])
+    assert torch.equal(together, alone), name
+
+
 def test_elastic_and_spatter_equal_the_cpu_given_the_same_draws():
     from robench.corruptions import elastic, spatter
 

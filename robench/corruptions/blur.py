@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, exact_div_, finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import FUNCTIONS
 from robench.runs import full_fp32
@@ -58,7 +59,7 @@ def disk_kernel(radius: float, alias_sigma: float) -> torch.Tensor:
 
 
 @FUNCTIONS.register("defocus_blur", "blur: convolution with an anti-aliased disk")
-def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Correlation with a disk kernel, OpenCV BORDER_REFLECT_101, in float64: the kernels sum to
     1 + 1e-9..5e-8, so flat areas land just above an integer and float32 would truncate them down."""
     radius, alias = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
@@ -83,7 +84,7 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: torch.Generator
 
 
 @FUNCTIONS.register("glass_blur", "blur: Gaussian blur with local pixel swaps")
-def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def glass_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Gaussian blur -> u8, then `iterations` passes where every pixel (except a top/left border)
     takes the value of a random neighbour up/left of it (offsets in [-d, d), i.e. {-1, 0} at 32 px),
     then blur again. Sigma 0.05 (severity 1) has scipy radius 0: no blur at all."""
@@ -104,7 +105,7 @@ def glass_blur(images: torch.Tensor, severity: int, generator: torch.Generator) 
     offsets = (choice // side - delta) * w + (choice % side - delta)
     base = torch.arange(h * w, device=device).view(h, w)
     for _ in range(iterations):
-        drawn = torch.randint(0, side * side, (n, h - side, w - side), generator=generator, device=device)
+        drawn = draws.randint(generator, side * side, (n, h - side, w - side), device=device)
         src = base.repeat(n, 1, 1)
         src[:, delta + 1 : h - delta + 1, delta + 1 : w - delta + 1] += offsets[drawn]
         x = x.view(n, c, h * w).gather(2, src.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
@@ -162,11 +163,11 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
 
 
 @FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
-def motion_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Motion blur at a random angle in U(-45, 45) degrees per image (13 to 19 px trails at 32 px)."""
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     s = _scale(images)
-    angles = torch.rand(images.shape[0], generator=generator, device=images.device, dtype=torch.float64)
+    angles = draws.rand(generator, (images.shape[0],), device=images.device, dtype=torch.float64)
     return motion_blur_q16(images, radius * s, sigma * s, angles * 90 - 45)
 
 
@@ -264,7 +265,7 @@ _FAST_ZOOM_MAX = 128 * 128  # pixels per plane for the blocked-matrix path (its 
 
 
 @FUNCTIONS.register("zoom_blur", "blur: the mean of centre zooms")
-def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Mean of the image and its clipped zooms, bit-exact with the reference's float32 arithmetic.
 
     The blur is a fixed linear map, so it runs as a few cached tile matrices (GEMMs). That lands
@@ -299,7 +300,7 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -
 
 
 @FUNCTIONS.register("gaussian_blur", "blur: Gaussian filter (extra)")
-def gaussian_blur(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """scipy Gaussian filter (mode 'nearest', truncate 4) in float64, sigma in pixels."""
     sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1] * _scale(images)
     return finish(gaussian_filter_nearest(to_unit(images, torch.float64), sigma))

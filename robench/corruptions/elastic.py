@@ -31,6 +31,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, gaussian_filter_2d
 from robench.corruptions.registry import FUNCTIONS
 
@@ -163,12 +164,12 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
 
 
 @FUNCTIONS.register("elastic_transform", "digital: affine jitter plus a smoothed random displacement field")
-def elastic_transform(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def elastic_transform(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)
 
     def uniform(low: float, high: float, *shape):  # NumPy's uniform: low + (high - low) * U[0, 1)
-        u = torch.rand(shape, generator=generator, device=images.device, dtype=torch.float64)
+        u = draws.rand(generator, shape, device=images.device, dtype=torch.float64)
         return low + (high - low) * u
 
     offsets = uniform(-affine, affine, n, 3, 2).to(torch.float32)

@@ -29,6 +29,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from robench.corruptions import draws
 from robench.corruptions.registry import FUNCTIONS
 
 QUALITY = (80, 65, 58, 50, 40)
@@ -339,5 +340,5 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 @FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
-def jpeg_compression(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     return jpeg_round_trip(images, QUALITY[severity - 1])

@@ -21,16 +21,17 @@ import math
 
 import torch
 
+from robench.corruptions import draws
 from robench.corruptions._ops import finish, to_unit
 from robench.corruptions.registry import FUNCTIONS
 
 
 @FUNCTIONS.register("gaussian_noise", "noise: additive Gaussian noise per pixel")
-def gaussian_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def gaussian_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """x + N(0, sigma^2), sigma in [0, 1] units."""
     sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
     x = to_unit(images, torch.float32)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = draws.randn(generator, x.shape, device=x.device, dtype=x.dtype)
     return finish(x.add_(noise, alpha=sigma))
 
 
@@ -70,34 +71,34 @@ def _poisson_tables(photons: int, device: str) -> tuple[int, torch.Tensor, torch
 
 
 @FUNCTIONS.register("shot_noise", "noise: Poisson (photon) noise")
-def shot_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def shot_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Poisson(x * photons) / photons: fewer photons per unit intensity is noisier.
 
     Exact Poisson draws by the alias method (torch.poisson is a slow serial loop on CPU): one
     float64 uniform per value picks a column and decides between it and its alias."""
     photons = (500, 250, 100, 75, 50)[severity - 1]
     width, cut, value, alias_value = _poisson_tables(photons, str(images.device))
-    u = torch.rand(images.shape, generator=generator, device=images.device, dtype=torch.float64).mul_(width)
+    u = draws.rand(generator, images.shape, device=images.device, dtype=torch.float64).mul_(width)
     index = u.long().add_(images, alpha=width)  # row v, column floor(u)
     return torch.where(u < cut.take(index), value.take(index), alias_value.take(index))
 
 
 @FUNCTIONS.register("impulse_noise", "noise: salt-and-pepper pixels")
-def impulse_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def impulse_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Salt and pepper per channel value (so the dots are coloured): a share `amount` is flipped,
     half of those to 255 and half to 0; the rest pass through unchanged (the reference's
     u8 -> /255 -> *255 -> truncate round trip is lossless, so uint8 is kept throughout)."""
     amount = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
-    u = torch.rand(images.shape, generator=generator, device=images.device)
+    u = draws.rand(generator, images.shape, device=images.device)
     salt = u < amount / 2
     pepper = (u < amount) & ~salt
     return images.masked_fill(salt, 255).masked_fill_(pepper, 0)
 
 
 @FUNCTIONS.register("speckle_noise", "noise: multiplicative Gaussian noise (extra)")
-def speckle_noise(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def speckle_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     """Multiplicative noise x + x * N(0, sigma^2): dark pixels stay dark."""
     sigma = (0.06, 0.10, 0.12, 0.16, 0.20)[severity - 1]
     x = to_unit(images, torch.float32)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    noise = draws.randn(generator, x.shape, device=x.device, dtype=x.dtype)
     return finish(x.addcmul_(x, noise, value=sigma))

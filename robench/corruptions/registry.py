@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
+from robench.corruptions import draws
 from robench.corruptions.protocol import CORRUPTIONS, check_severity
 from robench.images import as_batch, generator_for
 from robench.registry import Entry, Registry
 
 # Each function is fn(images uint8 (N, 3, H, W), severity, generator, **options) -> uint8, same
-# shape. The modules below fill the registry with their decorators when it is first looked in.
+# shape; `generator` is a torch.Generator or a draws.Streams (one generator per chunk of images).
+# The modules below fill the registry with their decorators when it is first looked in.
 FUNCTIONS = Registry("corruption", modules=tuple(
     f"robench.corruptions.{m}" for m in ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital", "jpeg")),
     order=CORRUPTIONS)
@@ -18,6 +22,10 @@ FUNCTIONS = Registry("corruption", modules=tuple(
 # 32x32): the float64 intermediates stay in cache and skip the page faults of large fresh
 # allocations, 3-15x faster than one 10,000-image call. GPUs take the batch whole.
 CPU_PIECE_PIXELS = 1 << 18
+# On a GPU one eval corruption call covers up to this many pixels per channel (8,192 images of
+# 32x32, 16 chunks): few enough launches per image to fill the device, while the float64
+# intermediates of one call stay near 200 MB each. Chosen, not yet tuned on a GPU.
+GPU_CALL_PIXELS = 1 << 23
 
 
 def get_corruption(name: str) -> Entry:
@@ -39,23 +47,52 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int | None = N
     """
     batch = as_batch(images, "corrupt()")
     check_severity(severity)
-    function = FUNCTIONS.get(name).factory
+    FUNCTIONS.get(name)  # an unknown name fails before anything else
     if generator is None and seed is None:
         seed = 0
     generator = generator_for(batch.images.device, generator, seed, "corrupt()")
+    if batch.images.shape[0] == 0:
+        return batch.restore(batch.images.clone())
+    return batch.restore(_run(batch.images, name, severity, generator, frost))
+
+
+def corrupt_chunks(images: torch.Tensor, name: str, severity: int, seeds: Sequence[int], chunk: int,
+                   frost: str = "auto") -> torch.Tensor:
+    """uint8 images (N, 3, H, W) cut into consecutive chunks of `chunk` images (the last may be
+    shorter), chunk k corrupted with seed `seeds[k]`: the same as `corrupt()` per chunk,
+    concatenated. On the CPU the chunks go one by one (in cache-sized pieces); on a GPU all of them
+    go in one call, each chunk drawing from its own generator (draws.Streams), so a call is as
+    large as the caller makes it while every image keeps the corruption its chunk gives it."""
+    check_severity(severity)
+    parts = images.split(chunk)
+    if len(seeds) != len(parts):
+        raise ValueError(f"{len(parts)} chunks of {chunk} images but {len(seeds)} seeds")
+    generators = [torch.Generator(device=images.device).manual_seed(int(s)) for s in seeds]
+    if images.device.type == "cpu" or len(parts) == 1:
+        return torch.cat([_run(part, name, severity, g, frost) for part, g in zip(parts, generators)])
+    return _run(images, name, severity, draws.Streams(generators, [p.shape[0] for p in parts]), frost)
+
+
+def call_images(images: torch.Tensor, at_least: int) -> int:
+    """How many images a caller should hand to one corruption call: `at_least` on the CPU (which
+    cuts calls into pieces anyway), up to GPU_CALL_PIXELS per channel on a GPU."""
+    if images.device.type == "cpu":
+        return at_least
+    return max(at_least, GPU_CALL_PIXELS // (images.shape[-2] * images.shape[-1]))
+
+
+def _run(x: torch.Tensor, name: str, severity: int, generator: draws.Source, frost: str) -> torch.Tensor:
+    function = FUNCTIONS.get(name).factory
     options = {"textures": frost} if name == "frost" else {}
-    x = batch.images
-    if x.shape[0] == 0:
-        return batch.restore(x.clone())
     piece = max(1, CPU_PIECE_PIXELS // (x.shape[2] * x.shape[3]))
-    if x.device.type == "cpu" and x.shape[0] > piece:
+    if x.device.type == "cpu" and x.shape[0] > piece and isinstance(generator, torch.Generator):
         # The pieces draw from the one generator in turn, so the result is still a pure function
         # of (images, name, severity, seed).
         out = torch.cat([function(part, severity, generator, **options) for part in x.split(piece)])
     else:
         out = function(x, severity, generator, **options)
     assert out.dtype == torch.uint8 and out.shape == x.shape, name
-    return batch.restore(out)
+    return out
 
 
 def check_registry() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from robench.corruptions import draws
 from robench.corruptions._ops import finish, to_unit
 from robench.corruptions.blur import clipped_zoom, motion_blur_q16
 from robench.corruptions.registry import FUNCTIONS
@@ -35,16 +36,16 @@ _PARAMS = (
 
 
 @FUNCTIONS.register("snow", "weather: motion-blurred snow layers over a greyed image")
-def snow(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def snow(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, mix = _PARAMS[severity - 1]
     n, _, h, w = images.shape
     device = images.device
     scale = min(h, w) / 32
 
-    layer = torch.randn((n, 1, h, w), generator=generator, device=device).mul_(std).add_(mean)
+    layer = draws.randn(generator, (n, 1, h, w), device=device).mul_(std).add_(mean)
     layer = clipped_zoom(layer, max(1.0, zoom * scale))
     layer = finish(layer.masked_fill_(layer < threshold, 0))
-    angles = torch.rand(n, generator=generator, device=device, dtype=torch.float64) * 90 - 135
+    angles = draws.rand(generator, (n,), device=device, dtype=torch.float64) * 90 - 135
     layer = to_unit(motion_blur_q16(layer, radius * scale, sigma * scale, angles), torch.float32)
 
     x = to_unit(images, torch.float32)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from robench.corruptions import frost_textures
+from robench.corruptions import draws, frost_textures
 from robench.corruptions._ops import to_unit
 from robench.corruptions.registry import FUNCTIONS
 
@@ -30,15 +30,15 @@ FROST = [(1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)]
 FOG = [(0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)]
 
 
-def _randint(high: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _randint(high: torch.Tensor, generator: draws.Source) -> torch.Tensor:
     """Per-element randint(0, high) (exclusive, like NumPy's) for a tensor of bounds `high`."""
-    u = torch.rand(high.shape, generator=generator, device=high.device, dtype=torch.float64)
+    u = draws.rand(generator, high.shape, device=high.device, dtype=torch.float64)
     return torch.minimum((u * high).long(), high - 1)
 
 
 @FUNCTIONS.register("frost",
                     "weather: blended crops of frost photographs (--frost chooses official or procedural textures)")
-def frost(images: torch.Tensor, severity: int, generator: torch.Generator, textures: str = "auto") -> torch.Tensor:
+def frost(images: torch.Tensor, severity: int, generator: draws.Source, textures: str = "auto") -> torch.Tensor:
     """`textures` is one of frost_textures.FROST_TEXTURES: "official" (the five photographs, or a
     one-line RobenchError saying how to get them), "procedural" (the deterministic stand-in, no disk
     or network), or "auto" (official when available, else procedural). `corrupt(..., frost=...)`
@@ -48,7 +48,7 @@ def frost(images: torch.Tensor, severity: int, generator: torch.Generator, textu
     bank = frost_textures.texture_bank(h, w, images.device, textures)
     # Draws: the texture (randint(5)), then the window's top row and left column, each exclusive of
     # its upper bound as in the generator (so the last possible start is never used).
-    idx = torch.randint(0, len(bank.sizes), (n,), generator=generator, device=images.device)
+    idx = draws.randint(generator, len(bank.sizes), (n,), device=images.device)
     sizes = bank.sizes[idx]  # (n, 2): texture height, width
     top = _randint(sizes[:, 0] - h, generator)
     left = _randint(sizes[:, 1] - w, generator)
@@ -61,7 +61,7 @@ def frost(images: torch.Tensor, severity: int, generator: torch.Generator, textu
     return out.clamp_(0, 255).floor_().to(torch.uint8)
 
 
-def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generator, device) -> torch.Tensor:
+def plasma_fractal(n: int, mapsize: int, decay: float, generator: draws.Source, device) -> torch.Tensor:
     """n diamond-square height maps (n, mapsize, mapsize) in [0, 1], float64, one per image.
 
     Mirrors the generator: toroidal neighbours (roll), `mean/4 + wibble * U(-wibble, wibble)` for
@@ -74,7 +74,7 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generato
     wibble = 100.0
 
     def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(total.shape, generator=generator, device=device, dtype=torch.float64)
+        u = draws.rand(generator, total.shape, device=device, dtype=torch.float64)
         return total / 4 + wibble * (wibble * (2 * u - 1))
 
     while grid.shape[1] < mapsize:
@@ -96,7 +96,7 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: torch.Generato
 
 
 @FUNCTIONS.register("fog", "weather: plasma-fractal haze")
-def fog(images: torch.Tensor, severity: int, generator: torch.Generator) -> torch.Tensor:
+def fog(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
     n, _, h, w = images.shape
     strength, decay = FOG[severity - 1]
     mapsize = 1 << (max(h, w) - 1).bit_length()  # next power of two >= max(h, w); 32 at 32x32
