@@ -4,6 +4,7 @@ with its reason, where torch sees no CUDA device.
 - every deterministic corruption on CUDA equals its CPU result bit for bit (the CPU equals the
   golden files; tests/cuda_arith.py emulates CUDA's division on the CPU, this is the real thing);
   random corruptions: the CPU's statistics, and elastic/spatter the CPU's values given the same draws;
+- one GPU call over many chunks (draws.Streams) equals the chunks corrupted one by one;
 - every policy's ops on CUDA equal the CPU's given the same draws (run_slots' sync-free path),
   and every policy's statistics match the CPU's;
 - no host sync in a training step (`torch.cuda.set_sync_debug_mode("error")`);
