@@ -27,7 +27,6 @@ from robench import distributed, subjects
 from robench.config import EvalConfig, eval_batch_size
 from robench.corruptions.protocol import (CHUNK, CLEAN, SOURCES, generated_batches, parse_corruptions,
                                           parse_severities)
-from robench.corruptions.registry import call_images
 from robench.data import csets, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
@@ -162,9 +161,8 @@ def cell_batches(images, labels, corruption: str, severity: int, official, seed:
         for start in range(0, count, batch_size):
             yield source[start:start + batch_size], labels[start:start + batch_size]
     else:
-        # One corruption call may hold many forward batches (Counter splits them): GPUs want large calls.
-        for start, batch in generated_batches(images, corruption, severity, seed, call_images(images, batch_size),
-                                              frost=frost or "auto", offset=offset):
+        for start, batch in generated_batches(images, corruption, severity, seed, batch_size, frost=frost or "auto",
+                                              offset=offset):
             yield batch, labels[start:start + batch.shape[0]]
 
 

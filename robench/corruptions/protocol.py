@@ -100,15 +100,16 @@ def chunk_seed(seed: int, corruption: str, severity: int, chunk_index: int) -> i
 def generated_batches(images: "torch.Tensor", corruption: str, severity: int, seed: int, batch_size: int,
                       frost: str = "auto", offset: int = 0) -> Iterator[tuple[int, "torch.Tensor"]]:
     """(start, corrupted batch) over `images` (uint8, any device), each chunk with its own seed.
-    Batches are whole chunks (batch_size rounded down to a multiple of CHUNK, at least one), each
-    batch one corruption call on a GPU (registry.corrupt_chunks). `images` may be a slice of the
+    Batches are whole chunks: batch_size rounded down to a multiple of CHUNK (at least one), and on
+    a GPU raised to registry.call_images' size, since each batch is one corruption call there
+    (registry.corrupt_chunks; callers cut it into forward passes). `images` may be a slice of the
     test set that begins at global index `offset` (a multiple of CHUNK: one rank's share), so its
     chunks get the seeds they have in the whole set."""
-    from robench.corruptions.registry import corrupt_chunks
+    from robench.corruptions.registry import call_images, corrupt_chunks
 
     if offset % CHUNK:
         raise ValueError(f"offset {offset} is not a multiple of the chunk size {CHUNK}")
-    batch_size = max(CHUNK, batch_size // CHUNK * CHUNK)
+    batch_size = max(CHUNK, call_images(images, batch_size) // CHUNK * CHUNK)
     for start in range(0, images.shape[0], batch_size):
         batch = images[start:start + batch_size]
         seeds = [chunk_seed(seed, corruption, severity, (offset + c) // CHUNK)

@@ -67,7 +67,7 @@ def corrupt_chunks(images: torch.Tensor, name: str, severity: int, seeds: Sequen
     parts = images.split(chunk)
     if len(seeds) != len(parts):
         raise ValueError(f"{len(parts)} chunks of {chunk} images but {len(seeds)} seeds")
-    generators = [torch.Generator(device=images.device).manual_seed(int(s)) for s in seeds]
+    generators = [generator_for(images.device, None, s, "corrupt_chunks()") for s in seeds]
     if images.device.type == "cpu" or len(parts) == 1:
         return torch.cat([_run(part, name, severity, g, frost) for part, g in zip(parts, generators)])
     return _run(images, name, severity, draws.Streams(generators, [p.shape[0] for p in parts]), frost)

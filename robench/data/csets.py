@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from robench.corruptions.protocol import SEVERITIES, generated_batches
-from robench.corruptions.registry import call_images
 from robench.data.download import data_dir, extract_tar, fetch
 from robench.errors import RobenchError
 
@@ -141,8 +140,7 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
         try:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
             for severity in SEVERITIES:
-                for start, batch in generated_batches(images, name, severity, seed, call_images(images, batch_size),
-                                                      frost=frost):
+                for start, batch in generated_batches(images, name, severity, seed, batch_size, frost=frost):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
                 if on_cell:
