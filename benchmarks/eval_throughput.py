@@ -15,7 +15,7 @@ model under bf16 autocast for reference (not what eval reports). Prints one JSON
 On CUDA, `--n 10000 --corruptions 19` is CIFAR-10-C's size: 960,000 images (target: under 10 s).
 
 With --calibration it instead measures what recording calibration costs: eval's real cell loop
-(robench.evaluate.cell_batches + Counter) with the per-cell metrics accumulator (error, NLL, Brier,
+(robench.eval.sources.CellImages + robench.eval.loop.Forward) with the per-cell metrics accumulator (error, NLL, Brier,
 ECE, RMS-CE) against the same loop that only counts top-1 hits on the device, the two alternated
 over --rounds rounds in one process; prints the median overhead in %.
 """
@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from robench.data.csets import OfficialCSet
-from robench.metrics import count_correct
+from robench.eval.metrics import count_correct
 from robench.models import build_model
-from robench.runs import device_name, resolve_device
+from robench.runtime.device import device_name, resolve_device
 
 
 class NullModel(torch.nn.Module):
@@ -75,8 +75,9 @@ def robench_path(folder, corruptions, model, device, batch_size) -> tuple[float,
 def generated_path(corruptions, model, device, n, batch_size) -> tuple[float, float]:
     """(images/s, seconds) of clean + every cell of robench's own engine on the device, counted
     as `robench eval --source generated` counts (one read per cell)."""
-    from robench.corruptions.protocol import CORRUPTIONS, generated_batches
-    from robench.metrics import correct_on_device
+    from robench.corruptions.protocol import CORRUPTIONS
+    from robench.corruptions.registry import generated_batches
+    from robench.eval.metrics import correct_on_device
 
     images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     images, labels = images.to(device), torch.randint(0, 10, (n,)).to(device)
@@ -178,24 +179,26 @@ class CountOnly:
 
 def eval_cells(folder, corruptions, model, device, batch_size, make_metrics) -> float:
     """Seconds for eval's cell loop over every (corruption, severity) of the C-set."""
-    from robench.evaluate import Counter, cell_batches
+    from robench.eval.cell import grid
+    from robench.eval.loop import Forward
+    from robench.eval.sources import CellImages
 
-    counter = Counter(model, batch_size, device, echo=lambda _: None)
+    forward = Forward(model, batch_size, device, echo=lambda _: None)
     cset = OfficialCSet(folder)
     labels = cset.labels()[:cset.n].long()
+    images = CellImages(None, labels, cset, 0, batch_size, None)
     start = time.perf_counter()
-    for name in corruptions:
-        for severity in range(1, 6):
-            metrics = make_metrics(device)
-            for batch, batch_labels in cell_batches(None, labels, name, severity, cset, 0, batch_size, None):
-                counter.update(metrics, batch, batch_labels)
-            metrics.result()
+    for cell in grid(corruptions):
+        metrics = make_metrics(device)
+        for batch, batch_labels in images.batches(cell):
+            forward.update(metrics, batch, batch_labels)
+        metrics.result()
     sync(device)
     return time.perf_counter() - start
 
 
 def calibration_cost(folder, corruptions, model, device, batch_size, rounds, common) -> None:
-    from robench.metrics import CellMetrics
+    from robench.eval.metrics import CellMetrics
 
     impls = {"count only": CountOnly, "with calibration": CellMetrics}
     eval_cells(folder, corruptions, model, device, batch_size, CellMetrics)  # warm-up

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import yaml
 
-from robench import report as R
+from robench.report import leaderboard as R
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES
-from robench.report_html import page
-from robench.tidy import load
+from robench.report.html import page
+from robench.report.tidy import load
 
 FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
           "nll", "brier", "ece", "rms_ce"]
@@ -96,7 +96,7 @@ def main() -> None:
                                                     cwd=Path(__file__).resolve().parents[1]), args.repeats)
         print(json.dumps(dict(phase="robench report CLI, end to end (process start, imports, md)", median_s=round(med, 3),
                               best_s=round(best, 3), met=med < 2.0)))
-        from robench.plots import figures
+        from robench.report.plots import figures
 
         med, best, figs = timed(lambda: figures(rep), 1)
         print(json.dumps(dict(phase="plots (4 PNGs, apart)", median_s=round(med, 3), figures=len(figs))))

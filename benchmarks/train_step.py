@@ -23,9 +23,9 @@ import torch
 
 from robench.config import TrainConfig
 from robench.models import build_model
-from robench.optim import make_optimizer
-from robench.runs import device_name, resolve_device
-from robench.train import Step
+from robench.train.optim import make_optimizer
+from robench.runtime.device import device_name, resolve_device
+from robench.train.loop import Step
 
 SETTINGS = [
     ("none", {}), ("standard", {}), ("cutout", {}), ("randaugment", {}), ("autoaugment", {}),
@@ -106,7 +106,7 @@ def epoch_seconds(model_name, policy, extra, n, batch, device) -> float:
     """Wall seconds of one epoch of robench's training loop (augment, forward, loss, backward,
     step, schedule; sums kept on the device) over n random images resident on the device."""
     from robench.data.loader import DeviceLoader
-    from robench.optim import cosine_schedule
+    from robench.train.optim import cosine_schedule
 
     cfg = TrainConfig(dataset="cifar10", model=model_name, policy=policy, **extra)
     model = build_model(model_name, 10).to(device).train()

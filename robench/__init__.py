@@ -23,8 +23,8 @@ _API = {
     "make_policy": "robench.augment.policies",
     "make_mixer": "robench.augment.mixers",
     "RobenchError": "robench.errors",
-    "evaluate": "robench.api",
-    "summarize": "robench.api",
+    "evaluate": "robench.eval.api",
+    "summarize": "robench.eval.api",
 }
 __all__ = sorted(_API)
 

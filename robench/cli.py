@@ -123,19 +123,19 @@ def train(
     seeds: Optional[str] = typer.Option(None, help="Train one run per seed, e.g. 0,1,2 or 0-4, named <name>-s<seed>."),
     **flags,
 ):
-    from robench.seeds import train_runs
+    from robench.train.seeds import train_runs
 
     train_runs(config, parse_dict_flags(TrainConfig, flags), resume=resume, seeds=seeds, overwrite=overwrite,
                echo=typer.echo)
 
 
-def _evaluate(run: List[str] = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
-    from robench.evaluate import evaluate
+def eval_command(run: List[str] = typer.Argument(..., help=field_help(EvalConfig, "run")), **flags):
+    from robench.eval.loop import evaluate_run
 
-    evaluate(resolve_flags(EvalConfig, None, {**flags, "run": run[0] if len(run) == 1 else run}), echo=typer.echo)
+    evaluate_run(resolve_flags(EvalConfig, None, {**flags, "run": run[0] if len(run) == 1 else run}), echo=typer.echo)
 
 
-_evaluate = config_options(EvalConfig, skip=("run",))(_evaluate)
+eval_command = config_options(EvalConfig, skip=("run",))(eval_command)
 _EVAL_HELP = """Measure clean error and the error under every corruption and severity.
 
 Example: robench eval results/r18-standard --corruptions all --severities 1-5
@@ -145,8 +145,8 @@ Your own model: robench eval timm:resnet18 --checkpoint r18.pth --dataset cifar1
 Ensemble: robench eval results/a results/b --ensemble a+b
 
 Writes <run>/eval/<dataset>-<source>.csv, one row per cell (a model robench did not train: <out-dir>/<name>/)."""
-app.command("eval", help=_EVAL_HELP)(user_errors(_evaluate))
-app.command("evaluate", help="Alias of eval. " + _EVAL_HELP)(user_errors(_evaluate))
+app.command("eval", help=_EVAL_HELP)(user_errors(eval_command))
+app.command("evaluate", help="Alias of eval. " + _EVAL_HELP)(user_errors(eval_command))
 
 
 @app.command(help="""Leaderboards of every run under the given folders: seeds grouped, sorted by mCE.
@@ -162,7 +162,7 @@ def report(
                                                         "repeatable."),
     **flags,
 ):
-    from robench.report import run
+    from robench.report.leaderboard import run
 
     text, warnings = run(folders, out or [], resolve_flags(ReportConfig, None, flags))
     for warning in warnings:
@@ -209,7 +209,7 @@ def _registries() -> dict:
     return {
         "datasets": lambda: __import__("robench.data", fromlist=["DATASETS"]).DATASETS,
         "models": lambda: __import__("robench.models", fromlist=["MODELS"]).MODELS,
-        "optimizers": lambda: __import__("robench.optim", fromlist=["OPTIMIZERS"]).OPTIMIZERS,
+        "optimizers": lambda: __import__("robench.train.optim", fromlist=["OPTIMIZERS"]).OPTIMIZERS,
         "policies": lambda: __import__("robench.augment", fromlist=["POLICIES"]).POLICIES,
         "mixers": lambda: __import__("robench.augment", fromlist=["MIXERS"]).MIXERS,
         "corruptions": lambda: __import__("robench.corruptions", fromlist=["FUNCTIONS"]).FUNCTIONS,
@@ -278,7 +278,7 @@ def data_generate(
     from robench.data import csets, load_split
     from robench.data.download import set_data_dir
     from robench.progress import progress_bar
-    from robench.runs import resolve_device
+    from robench.runtime.device import resolve_device
 
     set_data_dir(data_dir)
     if limit is not None and limit < 1:

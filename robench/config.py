@@ -21,6 +21,10 @@ from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_sever
 from robench.errors import RobenchError
 
 
+# The dataset of a run that names none, and of a model robench did not train when no --dataset is given.
+DEFAULT_DATASET = "cifar10"
+
+
 def option(default: Any, help: str, flag: str | None = None):
     """A config field with its CLI help; `flag` names a repeatable KEY=VALUE flag for dict fields."""
     metadata = {"help": help, "flag": flag}
@@ -31,7 +35,7 @@ def option(default: Any, help: str, flag: str | None = None):
 
 @dataclass
 class TrainConfig:
-    dataset: str = option("cifar10", "cifar10 | cifar100 | shapes10 | fashion-mnist | mnist | hf:<repo-id> "
+    dataset: str = option(DEFAULT_DATASET, "cifar10 | cifar100 | shapes10 | fashion-mnist | mnist | hf:<repo-id> "
                                      "(see robench list datasets).")
     model: str = option("resnet18", "resnet18 | wrn-40-2 | small-cnn | timm:<name> | torchvision:<name> "
                                      "(see robench list models).")
@@ -280,7 +284,7 @@ class ReportConfig:
                                            "<run>.json) and unaggregated_results.csv into this folder.")
 
     def validate(self) -> "ReportConfig":
-        from robench.report_formats import FORMATS  # imports no torch
+        from robench.report.formats import FORMATS
 
         FORMATS.get(self.format)
         return self

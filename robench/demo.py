@@ -30,10 +30,10 @@ POLICIES = (("standard", dict(policy="standard")), ("augmix-jsd", dict(policy="a
 
 def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str = "auto", epochs: int | None = None,
          echo: Callable[[str], None] = print) -> str:
-    from robench import report
-    from robench.evaluate import evaluate
-    from robench.runfiles import atomic_write_text
-    from robench.train import train
+    from robench.report import leaderboard as report
+    from robench.eval.loop import evaluate_run
+    from robench.runfolder.files import atomic_write_text
+    from robench.train.loop import train
 
     if dataset not in SETTINGS:
         raise RobenchError(f"the demo runs on {', '.join(SETTINGS)}; got '{dataset}'")
@@ -45,7 +45,7 @@ def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str =
         with _timed(phases, f"train {label}"):
             run_dir = train(cfg, overwrite=True, echo=echo)
         with _timed(phases, f"eval {label}"):
-            evaluate(EvalConfig(str(run_dir), corruptions="all", severities="1-5", source="generated", device=device,
+            evaluate_run(EvalConfig(str(run_dir), corruptions="all", severities="1-5", source="generated", device=device,
                                 limit=settings.get("test_limit")), echo=echo)
         run_names.append(cfg.name)
     board = report.report([Path(out_dir) / name for name in run_names], baseline=run_names[0])

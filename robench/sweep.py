@@ -38,8 +38,9 @@ import yaml
 
 from robench.config import EvalConfig, TrainConfig, field_names, read_yaml, resolve, to_yaml
 from robench.errors import RobenchError
-from robench.faults import INTERRUPTED, Interrupted, holds_a_run
-from robench.runfiles import CHECKPOINT, METRICS, RUN_JSON, eval_csv_path, read_eval_csv, safe_name
+from robench.train.interrupts import INTERRUPTED, Interrupted
+from robench.runfolder.staging import holds_a_run
+from robench.runfolder.files import CHECKPOINT, METRICS, RUN_JSON, safe_name
 
 GRID_KEYS = ("out_dir", "recipes", "grid", "set", "eval", "slurm")
 # Values of these keys name a run as they are (resnet18); other keys as key+value (lr0.1).
@@ -73,7 +74,7 @@ def _mapping(data: dict, key: str, path: Path) -> dict:
 
 def load_grid(path: str | Path) -> Grid:
     """Expand and check a grid file (one-line errors for every mistake, before anything runs)."""
-    from robench.train import resolve_run
+    from robench.train.loop import resolve_run
 
     path = Path(path)
     data = read_yaml(path)
@@ -161,9 +162,10 @@ class RunLock:
 
 
 def missing_cells(grid: Grid, run: SweepRun) -> int | None:
-    """How many requested eval cells the run lacks (None before it has finished training)."""
-    from robench.corruptions.protocol import parse_corruptions, parse_severities
-    from robench.evaluate import resolve_source
+    """How many requested eval cells the run lacks (None before it has finished training), by the
+    rule `robench eval` itself skips cells by (the same plan and cell store: same checkpoint,
+    dataset, source, seed, images and frost photographs)."""
+    from robench.eval.loop import plan
 
     run_dir = grid.out_dir / run.name
     if not (run_dir / RUN_JSON).exists():
@@ -171,14 +173,8 @@ def missing_cells(grid: Grid, run: SweepRun) -> int | None:
     if grid.eval is None:
         return 0
     cfg = resolve(EvalConfig, None, {**grid.eval, "run": str(run_dir)})
-    dataset = cfg.dataset or run.cfg.dataset
-    source, _ = resolve_source(cfg.source, dataset, cfg.c_dir)
-    wanted = {("clean", 0)} | {(c, s) for c in parse_corruptions(cfg.corruptions) for s in parse_severities(cfg.severities)}
-    path = eval_csv_path(run_dir, dataset, source)
-    have = set()
-    if path.exists():
-        have = {(r["corruption"], int(r["severity"])) for r in read_eval_csv(path) if int(r["seed"]) == cfg.seed}
-    return len(wanted - have)
+    planned = plan(cfg, echo=lambda _: None)
+    return len(planned.store().todo(planned.cells, planned.frost))
 
 
 def state(grid: Grid, run: SweepRun) -> tuple[str, str]:
@@ -225,9 +221,9 @@ def _gpus() -> int:
 
 def run_one(grid: Grid, run: SweepRun, echo: Callable[[str], None]) -> str:
     """Train (or resume) and evaluate one run unless done or locked by another worker."""
-    from robench.evaluate import evaluate
-    from robench.resume import resume_config
-    from robench.train import train
+    from robench.eval.loop import evaluate_run
+    from robench.train.resume import resume_config
+    from robench.train.loop import train
 
     lock = RunLock(grid, run)
     if not lock.acquire():
@@ -247,7 +243,7 @@ def run_one(grid: Grid, run: SweepRun, echo: Callable[[str], None]) -> str:
                 train(cfg, echo=echo, resume=resume)
         if grid.eval is not None and missing_cells(grid, run):
             echo(f"== {run.name}: evaluating")
-            evaluate(resolve(EvalConfig, None, {**grid.eval, "run": str(run_dir)}), echo=echo)
+            evaluate_run(resolve(EvalConfig, None, {**grid.eval, "run": str(run_dir)}), echo=echo)
         return "done"
     finally:
         lock.release()
@@ -359,7 +355,7 @@ def slurm_script(grid: Grid, options: dict[str, Any]) -> str:
 
 
 def write_slurm(grid: Grid, options: dict[str, Any]) -> Path:
-    from robench.runfiles import atomic_write_text
+    from robench.runfolder.files import atomic_write_text
 
     path = grid.out_dir / f"{grid.path.stem}.sbatch"
     text = slurm_script(grid, options)

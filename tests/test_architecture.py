@@ -17,9 +17,9 @@ from robench.registry import Param, Registry
 PACKAGE = Path(robench.__file__).parent
 
 
-@pytest.mark.parametrize("module", ["robench", "robench.report", "robench.runfiles", "robench.corruptions.protocol",
-                                    "robench.config", "robench.cli", "robench.tidy", "robench.stats",
-                                    "robench.plots", "robench.report_html", "robench.robustbench"])
+@pytest.mark.parametrize("module", ["robench", "robench.report", "robench.runfolder", "robench.runfolder.files", "robench.runfolder.cellstore", "robench.runfolder.staging", "robench.corruptions.protocol",
+                                    "robench.config", "robench.cli", "robench.report.tidy", "robench.report.stats", "robench.report.leaderboard", "robench.report.formats",
+                                    "robench.report.plots", "robench.report.html", "robench.report.robustbench"])
 def test_table_and_command_line_modules_import_no_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

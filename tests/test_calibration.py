@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robench.metrics import CellMetrics, compute, rms_calibration_error
+from robench.eval.metrics import CellMetrics, compute, rms_calibration_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

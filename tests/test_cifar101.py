@@ -14,7 +14,7 @@ from robench.cli import app
 from robench.data import cifar101, load_split
 from robench.data.download import data_dir
 from robench.errors import RobenchError
-from robench.runfiles import read_eval_csv
+from robench.runfolder.files import read_eval_csv
 
 N = 40
 pytestmark = pytest.mark.usefixtures("one_thread")

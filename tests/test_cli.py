@@ -204,7 +204,7 @@ def test_subprocess_entry_points_and_usage_errors(tmp_path):
 
 def test_every_recipe_resolves_to_a_valid_run():
     from robench.config import TrainConfig, resolve
-    from robench.train import check_names
+    from robench.train.loop import check_names
 
     recipes = sorted(Path(__file__).resolve().parents[1].glob("recipes/augmix-paper-*.yaml"))
     assert len(recipes) == 8
@@ -262,7 +262,7 @@ def test_invalid_training_combinations(args, message, tmp_path):
 def test_data_generate_writes_the_official_layout_with_evals_draws(tmp_path):
     from robench.data.csets import OfficialCSet
     from robench.data import load_split
-    from robench.corruptions.protocol import generated_batches
+    from robench.corruptions.registry import generated_batches
 
     out = tmp_path / "shapes10-C"
     result = invoke("data", "generate", "--dataset", "shapes10", "--out", out, "--corruptions", "fog,gaussian_noise",

@@ -151,8 +151,8 @@ def test_a_training_step_never_waits_for_the_gpu(options):
     """CUDA's own sync detector raises on any host sync inside the steps (after a warm-up step)."""
     from robench.config import TrainConfig
     from robench.models import build_model
-    from robench.optim import make_optimizer
-    from robench.train import Step
+    from robench.train.optim import make_optimizer
+    from robench.train.loop import Step
 
     cfg = TrainConfig(dataset="cifar10", model="small-cnn", **options)
     device = torch.device("cuda")
@@ -181,9 +181,9 @@ def test_a_training_step_never_waits_for_the_gpu(options):
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compile"])
 def test_train_and_eval_on_cuda_with_autocast_and_channels_last(tmp_path, compile):
     from robench.config import EvalConfig, TrainConfig
-    from robench.evaluate import evaluate
-    from robench.runfiles import read_eval_csv
-    from robench.train import build, train
+    from robench.eval.loop import evaluate_run
+    from robench.runfolder.files import read_eval_csv
+    from robench.train.loop import build, train
 
     cfg = TrainConfig(dataset="shapes10", model="small-cnn", epochs=2, batch_size=128, train_limit=4000,
                       test_limit=1000, out_dir=str(tmp_path), name="run", device="cuda", policy="augmix", jsd=True,
@@ -195,12 +195,12 @@ def test_train_and_eval_on_cuda_with_autocast_and_channels_last(tmp_path, compil
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert run.forward(x).dtype == torch.bfloat16  # training's forward runs in bf16
     run_dir = train(cfg, overwrite=True, echo=lambda *_: None)
-    rows = read_eval_csv(evaluate(EvalConfig(str(run_dir), corruptions="gaussian_noise,contrast", severities="3",
+    rows = read_eval_csv(evaluate_run(EvalConfig(str(run_dir), corruptions="gaussian_noise,contrast", severities="3",
                                              source="generated", device="cuda"), echo=lambda *_: None))
     clean = float(rows[0]["error"])
     assert clean < 60, rows  # it learned something in 2 short epochs (10 classes: chance is 90 %)
     if not compile:  # CUDA's fp32 eval counts agree with the CPU's (the same model, 1000 images)
-        cpu = read_eval_csv(evaluate(EvalConfig(str(run_dir), corruptions="contrast", severities="3",
+        cpu = read_eval_csv(evaluate_run(EvalConfig(str(run_dir), corruptions="contrast", severities="3",
                                                 source="generated", device="cpu"), echo=lambda *_: None))
         cuda_contrast = next(r for r in rows if r["corruption"] == "contrast")
         cpu_contrast = next(r for r in cpu if r["corruption"] == "contrast")

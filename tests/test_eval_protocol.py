@@ -22,10 +22,11 @@ from robench.cli import app
 from robench.corruptions import corrupt
 from robench.data import load_split
 from robench.config import EvalConfig
-from robench.corruptions.protocol import chunk_seed, generated_batches
-from robench.evaluate import evaluate
-from robench.metrics import count_correct
-from robench.runfiles import read_eval_csv
+from robench.corruptions.protocol import chunk_seed
+from robench.corruptions.registry import generated_batches
+from robench.eval.loop import evaluate_run
+from robench.eval.metrics import count_correct
+from robench.runfolder.files import read_eval_csv
 from robench.models import build_model
 
 CHUNK = 500  # the protocol's chunk size: part of the pinned golden values below
@@ -128,12 +129,12 @@ def test_generated_batches_are_fixed_seeded_chunks_whatever_the_batch_size(data,
     assert torch.equal(torch.cat(batches), noisy)
 
 
-# --- evaluate(): every batch of every generated cell is counted --------------------------------------
+# --- evaluate_run(): every batch of every generated cell is counted --------------------------------------
 
 def test_generated_eval_counts_every_batch_against_a_direct_count(data, model, noisy, tmp_path):
     root, images, labels = data
     run = make_run(tmp_path / "run", model, test_limit=N)
-    out = evaluate(EvalConfig(str(run), corruptions="gaussian_noise", severities="3", source="generated",
+    out = evaluate_run(EvalConfig(str(run), corruptions="gaussian_noise", severities="3", source="generated",
                               batch_size=500, seed=3, device="cpu", data_dir=str(root)), echo=QUIET)
     rows = {(r["corruption"], int(r["severity"])): r for r in read_eval_csv(out)}
     assert set(rows) == {("clean", 0), ("gaussian_noise", 3)}
@@ -174,7 +175,7 @@ def test_eval_batch_size_defaults_to_a_cache_sized_batch_on_the_cpu(data, model,
     seen = []
     forward = nn.Sequential.forward
     monkeypatch.setattr(nn.Sequential, "forward", lambda self, x: (seen.append(x.shape[0]), forward(self, x))[1])
-    out = evaluate(EvalConfig(str(run), corruptions="contrast", severities="2", source="generated", device="cpu",
+    out = evaluate_run(EvalConfig(str(run), corruptions="contrast", severities="2", source="generated", device="cpu",
                               data_dir=str(root), limit=600), echo=QUIET)
     assert max(seen) == 250 and sum(seen) >= 1200
     (entry,) = json.loads(out.with_suffix(".json").read_text())["evaluations"]
@@ -211,7 +212,7 @@ def test_eval_csv_keeps_same_seed_cells_and_drops_other_seeds(data, model, tmp_p
     run = make_run(tmp_path / "run", model)
 
     def run_eval(corruptions, severities, seed):
-        return evaluate(EvalConfig(str(run), corruptions=corruptions, severities=severities, source="generated",
+        return evaluate_run(EvalConfig(str(run), corruptions=corruptions, severities=severities, source="generated",
                                    batch_size=500, seed=seed, device="cpu", data_dir=str(root), limit=50), echo=QUIET)
 
     def cells(path):

@@ -25,10 +25,10 @@ import yaml
 import formats
 from robench.config import EvalConfig
 from robench.errors import RobenchError
-from robench.evalstore import locked
-from robench.evaluate import Counter, evaluate
+from robench.runfolder.cellstore import locked
+from robench.eval.loop import Forward, evaluate_run
 from robench.models import build_model
-from robench.runfiles import read_eval_csv
+from robench.runfolder.files import read_eval_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = lambda *_: None  # noqa: E731
@@ -83,7 +83,7 @@ def history(csv_path: Path) -> list[dict]:
 # --- resume after a kill -----------------------------------------------------------------------------
 
 def test_eval_killed_mid_way_and_resumed_gives_the_uninterrupted_csv(run, tmp_path):
-    whole = evaluate(cfg(fresh(run, tmp_path, "whole"), "gaussian_noise,contrast"), echo=QUIET)
+    whole = evaluate_run(cfg(fresh(run, tmp_path, "whole"), "gaussian_noise,contrast"), echo=QUIET)
     killed = fresh(run, tmp_path, "killed")
     out = killed / "eval" / "cifar10-generated.csv"
     process = subprocess.Popen([sys.executable, "-m", "robench", *cli_args(killed, "gaussian_noise,contrast")],
@@ -101,7 +101,7 @@ def test_eval_killed_mid_way_and_resumed_gives_the_uninterrupted_csv(run, tmp_pa
     kept = read_eval_csv(out)
     assert 3 <= len(kept) < 11, "the kill must land mid-way"
     assert kept == [r for r in read_eval_csv(whole) if r in kept]  # what was committed is whole, correct rows
-    evaluate(cfg(killed, "gaussian_noise,contrast"), echo=QUIET)
+    evaluate_run(cfg(killed, "gaussian_noise,contrast"), echo=QUIET)
     assert out.read_text() == whole.read_text()
     resumed = history(out)[-1]
     assert (resumed["skipped"], resumed["computed"]) == (len(kept), 11 - len(kept))
@@ -112,26 +112,26 @@ def test_eval_killed_mid_way_and_resumed_gives_the_uninterrupted_csv(run, tmp_pa
 
 def test_done_cells_are_skipped_forced_again_and_invalidated_by_a_new_checkpoint(run, tmp_path):
     run_dir = fresh(run, tmp_path)
-    out = evaluate(cfg(run_dir, "contrast", "1,2"), echo=QUIET)
+    out = evaluate_run(cfg(run_dir, "contrast", "1,2"), echo=QUIET)
     first = out.read_text()
-    evaluate(cfg(run_dir, "contrast,gaussian_noise", "1,2"), echo=QUIET)
+    evaluate_run(cfg(run_dir, "contrast,gaussian_noise", "1,2"), echo=QUIET)
     assert [(e["computed"], e["skipped"]) for e in history(out)] == [(3, 0), (2, 3)]
     assert [(r["corruption"], r["severity"]) for r in read_eval_csv(out)] == [
         ("clean", "0"), ("gaussian_noise", "1"), ("gaussian_noise", "2"), ("contrast", "1"), ("contrast", "2")]
-    evaluate(cfg(run_dir, "contrast", "1,2", force=True), echo=QUIET)
+    evaluate_run(cfg(run_dir, "contrast", "1,2", force=True), echo=QUIET)
     assert history(out)[-1]["computed"] == 3 and len(read_eval_csv(out)) == 5
     # Another --limit is another set of images: nothing is done for it, and the rows of the old one go.
-    evaluate(EvalConfig(str(run_dir), corruptions="contrast", severities="1", source="generated", device="cpu",
+    evaluate_run(EvalConfig(str(run_dir), corruptions="contrast", severities="1", source="generated", device="cpu",
                         limit=300, data_dir=DATA_DIR), echo=QUIET)
     assert {r["n"] for r in read_eval_csv(out)} == {"300"} and len(read_eval_csv(out)) == 2
     # A retrained checkpoint (other weights) invalidates every cell computed with the old one.
-    evaluate(cfg(run_dir, "contrast", "1,2"), echo=QUIET)
+    evaluate_run(cfg(run_dir, "contrast", "1,2"), echo=QUIET)
     assert out.read_text() == first
     old_sha = json.loads(out.with_suffix(".json").read_text())["checkpoint_sha256"]
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     checkpoint["state_dict"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     torch.save(checkpoint, run_dir / "checkpoint.pt")
-    evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+    evaluate_run(cfg(run_dir, "contrast", "1"), echo=QUIET)
     meta = json.loads(out.with_suffix(".json").read_text())
     assert [(r["corruption"], r["severity"]) for r in read_eval_csv(out)] == [("clean", "0"), ("contrast", "1")]
     assert history(out)[-1]["skipped"] == 0 and meta["checkpoint_sha256"] != old_sha
@@ -141,11 +141,11 @@ def test_done_cells_are_skipped_forced_again_and_invalidated_by_a_new_checkpoint
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_run_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
     run_dir = fresh(run, tmp_path)
-    monkeypatch.setattr(Counter, "update", lambda *a: pytest.fail("a cell was computed"))
+    monkeypatch.setattr(Forward, "update", lambda *a: pytest.fail("a cell was computed"))
     run_dir.chmod(0o555)
     try:
         with pytest.raises(RobenchError, match="cannot write"):
-            evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+            evaluate_run(cfg(run_dir, "contrast", "1"), echo=QUIET)
     finally:
         run_dir.chmod(0o755)
     assert not (run_dir / "eval").exists()
@@ -154,16 +154,16 @@ def test_a_read_only_run_folder_is_refused_before_any_cell_is_computed(run, tmp_
 def test_a_blocked_eval_folder_is_refused_before_any_cell_is_computed(run, tmp_path, monkeypatch):
     run_dir = fresh(run, tmp_path)
     (run_dir / "eval").write_text("")
-    monkeypatch.setattr(Counter, "update", lambda *a: pytest.fail("a cell was computed"))
+    monkeypatch.setattr(Forward, "update", lambda *a: pytest.fail("a cell was computed"))
     with pytest.raises(RobenchError, match="eval is a file, not a folder"):
-        evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+        evaluate_run(cfg(run_dir, "contrast", "1"), echo=QUIET)
 
 
 def test_a_run_whose_training_was_killed_is_evaluated_from_its_last_checkpoint(run, tmp_path):
     run_dir = fresh(run, tmp_path)  # config.yaml and checkpoint.pt, no run.json: training never finished
     assert not (run_dir / "run.json").exists()
     said = []
-    out = evaluate(cfg(run_dir, "contrast", "1"), echo=said.append)
+    out = evaluate_run(cfg(run_dir, "contrast", "1"), echo=said.append)
     assert any("has no run.json" in line and "epoch 1" in line for line in said)
     assert len(read_eval_csv(out)) == 2 and history(out)[-1]["checkpoint_epoch"] == 1
 
@@ -177,7 +177,7 @@ def test_an_eval_waits_for_the_lock_before_reading_or_writing(run, tmp_path):
 
     def job():
         try:
-            evaluate(cfg(run_dir, "contrast", "1"), echo=QUIET)
+            evaluate_run(cfg(run_dir, "contrast", "1"), echo=QUIET)
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -209,7 +209,7 @@ def test_two_evals_of_one_run_at_once_lose_no_cell(run, tmp_path):
 # --- torchrun ----------------------------------------------------------------------------------------
 
 def test_torchrun_eval_csv_is_identical_for_1_2_and_3_ranks(run, tmp_path):
-    one = evaluate(cfg(fresh(run, tmp_path, "one"), "gaussian_noise,contrast", "3,5", limit=LIMIT), echo=QUIET)
+    one = evaluate_run(cfg(fresh(run, tmp_path, "one"), "gaussian_noise,contrast", "3,5", limit=LIMIT), echo=QUIET)
     for ranks in (2, 3):
         run_dir = fresh(run, tmp_path, f"ranks{ranks}")
         done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
@@ -238,8 +238,8 @@ class _FitsUpTo(torch.nn.Module):
         return self.model(x)
 
 
-def correct_of(counter: Counter, images, labels) -> int:
-    from robench.metrics import CellMetrics
+def correct_of(counter: Forward, images, labels) -> int:
+    from robench.eval.metrics import CellMetrics
 
     metrics = CellMetrics(torch.device("cpu"))
     counter.update(metrics, images, labels)
@@ -247,28 +247,28 @@ def correct_of(counter: Counter, images, labels) -> int:
 
 
 def test_out_of_memory_retries_the_batch_in_halves_and_counts_every_image(run):
-    from robench.runs import load_model
+    from robench.runfolder.checkpoints import load_model
 
     model, _ = load_model(run, torch.device("cpu"))
     images = torch.randint(0, 256, (1000, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (1000,))
-    expected = correct_of(Counter(model, 1000, torch.device("cpu")), images, labels)
+    expected = correct_of(Forward(model, 1000, torch.device("cpu")), images, labels)
     messages = []
     wrapped = _FitsUpTo(model, 300)
-    counter = Counter(wrapped, 1000, torch.device("cpu"), echo=messages.append)
+    counter = Forward(wrapped, 1000, torch.device("cpu"), echo=messages.append)
     assert correct_of(counter, images, labels) == expected
     assert counter.batch_size == 250 and wrapped.sizes[:3] == [1000, 500, 250]
     assert sum(wrapped.sizes[3:]) == 1000 - 250  # every image counted once after the retries
     assert len(messages) == 2 and "--batch-size 250" in messages[-1]
     with pytest.raises(RobenchError, match="out of GPU memory with one image per batch"):
-        correct_of(Counter(_FitsUpTo(model, 0), 4, torch.device("cpu"), echo=QUIET), images[:4], labels[:4])
+        correct_of(Forward(_FitsUpTo(model, 0), 4, torch.device("cpu"), echo=QUIET), images[:4], labels[:4])
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_rank_shares_are_whole_chunks_that_cover_every_image_once(world, monkeypatch):
-    from robench import distributed
+    from robench.runtime import distributed
     from robench.corruptions.protocol import CHUNK
-    from robench.evaluate import _chunk_share
+    from robench.eval.loop import _chunk_share
 
     monkeypatch.setattr(distributed, "world_size", lambda: world)
     for n in (1, 499, 500, 1100, 10_000):

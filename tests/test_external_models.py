@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import robench
 from robench.cli import app
 from robench.data import load_split
-from robench.runfiles import read_eval_csv
+from robench.runfolder.files import read_eval_csv
 
 N = 64
 runner = CliRunner()
@@ -244,7 +244,7 @@ def make_run(folder, seed):
 
 
 def test_ensemble_of_two_runs_is_one_model_averaging_softmax(cifar, tmp_path):
-    from robench.runs import load_model
+    from robench.runfolder.checkpoints import load_model
 
     root, images, labels = cifar
     a, b = make_run(tmp_path / "runs" / "a", 0), make_run(tmp_path / "runs" / "b", 1)
@@ -290,7 +290,7 @@ def test_report_ranks_an_external_model_beside_a_trained_run(cifar, factory_file
     assert [r["run"] for r in rows] == sorted(mce, key=mce.get)  # ranked by mCE, external or not
     assert [r["rank"] for r in rows] == [1, 2]
     assert {r["run"]: r["policy"] for r in rows}["mine"] == "external"
-    from robench.tidy import load
+    from robench.report.tidy import load
 
     runs = load([results]).runs.set_index("run")
     assert runs.loc["mine", "status"] == "external" and runs.loc["trained", "status"] == "trained"
@@ -338,7 +338,7 @@ def test_train_accepts_library_models_at_another_image_size(tmp_path):
     assert result.exit_code == 0, result.output
     checkpoint = torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)
     assert checkpoint["model"] == "timm:test_resnet" and checkpoint["image_size"] == 40
-    from robench.runs import load_model
+    from robench.runfolder.checkpoints import load_model
 
     net = load_model(tmp_path / "t", torch.device("cpu"))[0]
     seen = []

@@ -32,7 +32,7 @@ for path in ["benchmarks/corruptions.py", "benchmarks/eval_throughput.py", "benc
              "benchmarks/train_step.py", "benchmarks/gpu_summary.py", "tests/test_cuda.py"]:
     spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
-import robench.cli, robench.train, robench.evaluate, robench.demo, robench.data.csets
+import robench.cli, robench.train.loop, robench.eval.loop, robench.eval.api, robench.demo, robench.data.csets
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,

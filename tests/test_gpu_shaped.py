@@ -13,11 +13,11 @@ from robench.augment import ops
 from robench.config import EvalConfig, TrainConfig
 from robench.corruptions import corrupt
 from robench.corruptions.protocol import DETERMINISTIC
-from robench.evaluate import evaluate
-from robench.metrics import count_correct
+from robench.eval.loop import evaluate_run
+from robench.eval.metrics import count_correct
 from robench.models import build_model
-from robench.runfiles import read_eval_csv
-from robench.train import Position, build, train_one_epoch
+from robench.runfolder.files import read_eval_csv
+from robench.train.loop import Position, build, train_one_epoch
 
 QUIET = lambda *_: None  # noqa: E731
 
@@ -46,7 +46,7 @@ def test_the_training_loop_reads_nothing_back_per_step(tmp_path, monkeypatch, op
 
 def test_the_sync_counter_sees_a_read_per_step(tmp_path, monkeypatch):
     """The counter is not blind: an `.item()` per step (as the loop once had) is counted per step."""
-    from robench import train as train_module
+    from robench.train import loop as train_module
 
     original = train_module.Step.__call__
 
@@ -80,7 +80,7 @@ def run_dir(tmp_path_factory):
 
 def eval_rows(run_dir, batch_size: int) -> tuple[list[dict], HostSyncs]:
     with HostSyncs() as syncs:
-        out = evaluate(EvalConfig(str(run_dir), corruptions="gaussian_noise,contrast", severities="2",
+        out = evaluate_run(EvalConfig(str(run_dir), corruptions="gaussian_noise,contrast", severities="2",
                                   source="generated", batch_size=batch_size, seed=1, device="cpu", force=True), echo=QUIET)
     rows = [{k: r[k] for k in ("corruption", "severity", "n", "correct")} for r in read_eval_csv(out)]
     return rows, syncs

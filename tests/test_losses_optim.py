@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robench import losses
+from robench.train import losses
 from robench.errors import RobenchError
-from robench.optim import AdaBound, cosine_schedule, make_optimizer
+from robench.train.optim import AdaBound, cosine_schedule, make_optimizer
 
 
 def test_soft_cross_entropy_equals_cross_entropy_on_one_hot_and_smoothing_matches_torch():

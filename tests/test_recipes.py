@@ -7,7 +7,7 @@ import pytest
 
 from robench.augment import make_policy
 from robench.config import TrainConfig, resolve
-from robench.train import check_names
+from robench.train.loop import check_names
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

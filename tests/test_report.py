@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from runfolders import CORRUPTIONS, EXTRA, STANDARD, constant, make_run
 
-from robench import report as R
-from robench import report_formats as F
+from robench.report import leaderboard as R
+from robench.report import formats as F
 from robench.errors import RobenchError
-from robench.stats import difference, t_quantile
-from robench.tidy import load
+from robench.report.stats import difference, t_quantile
+from robench.report.tidy import load
 
 
 def board_row(rep, run):

@@ -13,7 +13,7 @@ import pytest
 from runfolders import STANDARD, constant, make_run
 from typer.testing import CliRunner
 
-from robench import report as R
+from robench.report import leaderboard as R
 from robench.cli import app
 
 pytest.importorskip("matplotlib")
@@ -44,7 +44,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_plots_are_readable_pngs_and_differ_between_result_sets(two_groups, tmp_path):
-    from robench.plots import figures, write_plots
+    from robench.report.plots import figures, write_plots
 
     rep = R.report([two_groups], baseline="standard")
     written = write_plots(rep, tmp_path / "a")
@@ -65,7 +65,7 @@ def test_plots_are_readable_pngs_and_differ_between_result_sets(two_groups, tmp_
 
 
 def test_robustbench_model_cards(two_groups, tmp_path):
-    from robench.robustbench import write_cards
+    from robench.report.robustbench import write_cards
 
     rep = R.report([two_groups])
     warnings = write_cards(rep, tmp_path / "rb")

@@ -100,7 +100,7 @@ TINY = ["--dataset", "shapes10", "--model", "small-cnn", "--epochs", "2", "--bat
 
 
 def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from robench import train
+    from robench.train import loop as train
 
     calls = {"n": 0}
     original = train.Step.__call__
@@ -122,7 +122,7 @@ def test_a_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoin
 
 
 def test_overwrite_keeps_the_old_run_until_the_new_one_has_an_epoch(tmp_path, monkeypatch):
-    from robench import train
+    from robench.train import loop as train
 
     old = tmp_path / "r"
     assert runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out-dir", tmp_path, "--name", "r"]).exit_code == 0
@@ -221,7 +221,7 @@ def test_torchrun_trains_with_two_gloo_processes_and_writes_once(tmp_path):
 
 def test_the_loader_splits_each_global_batch_across_ranks_and_resumes_mid_epoch():
     from robench.data.loader import DeviceLoader
-    from robench.distributed import rank_seed, share
+    from robench.runtime.distributed import rank_seed, share
 
     images, labels = torch.arange(50, dtype=torch.uint8).view(50, 1, 1, 1).expand(50, 3, 2, 2), torch.arange(50)
     one = DeviceLoader(images, labels, 12, "cpu", seed=3)

@@ -4,10 +4,10 @@ really consulted, and an epoch never waits on the device per step."""
 import pytest
 import torch
 
-from robench import losses
+from robench.train import losses
 from robench.config import TrainConfig
 from robench.models import build_model
-from robench.train import Position, Step, build, train_one_epoch
+from robench.train.loop import Position, Step, build, train_one_epoch
 
 
 class Recorder(torch.nn.Module):

@@ -11,8 +11,8 @@ import torch
 
 from robench.data.download import extract_tar, md5sum
 from robench.errors import RobenchError
-from robench.runfiles import atomic_write_text, write_json
-from robench.runs import atomic_torch_save, load_checkpoint
+from robench.runfolder.files import atomic_write_text, write_json
+from robench.runfolder.checkpoints import atomic_torch_save, load_checkpoint
 
 
 class _Payload:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, exact_div_, finish, gaussian_filter_nearest, to_unit
 from robench.corruptions.registry import FUNCTIONS
-from robench.runs import full_fp32
+from robench.runtime.device import full_fp32
 
 
 def _scale(images: torch.Tensor) -> float:

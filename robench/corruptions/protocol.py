@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Iterator
 
 from robench.errors import RobenchError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 SEVERITIES = (1, 2, 3, 4, 5)
 # The official order: 15 standard corruptions (mCE is their mean), then the 4 extra ones.
@@ -44,7 +40,6 @@ SHORT_NAMES = {
 }
 CORRUPTION_SETS = {"all": CORRUPTIONS, "standard": STANDARD, "extra": EXTRA, "none": ()}
 SOURCES = ("auto", "official", "generated")  # where corrupted test images come from (auto: official when present)
-CLEAN = ("clean", 0)  # the (corruption, severity) cell of the uncorrupted test set
 CHUNK = 500  # images per independently seeded chunk; generated batches are whole chunks
 
 
@@ -95,23 +90,3 @@ def chunk_seed(seed: int, corruption: str, severity: int, chunk_index: int) -> i
     """The seed of chunk `chunk_index` (images [k * CHUNK, (k + 1) * CHUNK)) of one cell."""
     digest = hashlib.blake2b(f"{seed}/{corruption}/{severity}/{chunk_index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1  # non-negative int63 for torch.Generator
-
-
-def generated_batches(images: "torch.Tensor", corruption: str, severity: int, seed: int, batch_size: int,
-                      frost: str = "auto", offset: int = 0) -> Iterator[tuple[int, "torch.Tensor"]]:
-    """(start, corrupted batch) over `images` (uint8, any device), each chunk with its own seed.
-    Batches are whole chunks: batch_size rounded down to a multiple of CHUNK (at least one), and on
-    a GPU raised to registry.call_images' size, since each batch is one corruption call there
-    (registry.corrupt_chunks; callers cut it into forward passes). `images` may be a slice of the
-    test set that begins at global index `offset` (a multiple of CHUNK: one rank's share), so its
-    chunks get the seeds they have in the whole set."""
-    from robench.corruptions.registry import call_images, corrupt_chunks
-
-    if offset % CHUNK:
-        raise ValueError(f"offset {offset} is not a multiple of the chunk size {CHUNK}")
-    batch_size = max(CHUNK, call_images(images, batch_size) // CHUNK * CHUNK)
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start:start + batch_size]
-        seeds = [chunk_seed(seed, corruption, severity, (offset + c) // CHUNK)
-                 for c in range(start, start + batch.shape[0], CHUNK)]
-        yield start, corrupt_chunks(batch, corruption, severity, seeds, CHUNK, frost=frost)

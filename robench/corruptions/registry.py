@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
 from robench.corruptions import draws
-from robench.corruptions.protocol import CORRUPTIONS, check_severity
+from robench.corruptions.protocol import CHUNK, CORRUPTIONS, check_severity, chunk_seed
 from robench.images import as_batch, generator_for
 from robench.registry import Entry, Registry
 
@@ -79,6 +79,25 @@ def call_images(images: torch.Tensor, at_least: int) -> int:
     if images.device.type == "cpu":
         return at_least
     return max(at_least, GPU_CALL_PIXELS // (images.shape[-2] * images.shape[-1]))
+
+
+
+def generated_batches(images: torch.Tensor, corruption: str, severity: int, seed: int, batch_size: int,
+                      frost: str = "auto", offset: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, corrupted batch) over `images` (uint8, any device), each chunk with its own seed.
+    Batches are whole chunks: batch_size rounded down to a multiple of CHUNK (at least one), and on
+    a GPU raised to call_images' size, since each batch is one corruption call there
+    (corrupt_chunks; callers cut it into forward passes). `images` may be a slice of the
+    test set that begins at global index `offset` (a multiple of CHUNK: one rank's share), so its
+    chunks get the seeds they have in the whole set."""
+    if offset % CHUNK:
+        raise ValueError(f"offset {offset} is not a multiple of the chunk size {CHUNK}")
+    batch_size = max(CHUNK, call_images(images, batch_size) // CHUNK * CHUNK)
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size]
+        seeds = [chunk_seed(seed, corruption, severity, (offset + c) // CHUNK)
+                 for c in range(start, start + batch.shape[0], CHUNK)]
+        yield start, corrupt_chunks(batch, corruption, severity, seeds, CHUNK, frost=frost)
 
 
 def _run(x: torch.Tensor, name: str, severity: int, generator: draws.Source, frost: str) -> torch.Tensor:

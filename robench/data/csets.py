@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robench.corruptions.protocol import SEVERITIES, generated_batches
+from robench.corruptions.protocol import SEVERITIES
+from robench.corruptions.registry import generated_batches
 from robench.data.download import data_dir, extract_tar, fetch
 from robench.errors import RobenchError
 

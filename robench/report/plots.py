@@ -15,7 +15,7 @@ import numpy as np
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, short_name
 from robench.errors import RobenchError
 from robench.registry import Registry
-from robench.runfiles import atomic_write_bytes
+from robench.runfolder.files import atomic_write_bytes
 
 PLOTS = Registry("plot")
 DPI = 110

@@ -21,16 +21,15 @@ Importing this module imports no torch.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
 import uuid
 from pathlib import Path
 
-from robench.errors import RobenchError
-from robench.runfiles import (EVAL_FIELDS, atomic_write_csv, cannot_write, read_eval_csv, sort_cells,
-                              write_json)
+from robench.eval.cell import Cell, done
+from robench.runfolder.files import (EVAL_FIELDS, atomic_write_csv, cannot_write, eval_json_path, eval_lock_path,
+                                     read_eval_csv, sort_cells, write_json)
 
 try:
     import fcntl
@@ -40,19 +39,11 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks; concurrent
 IDENTITY = ("dataset", "source", "seed", "n", "checkpoint_sha256")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @contextlib.contextmanager
 def locked(csv_path: Path):
     """An exclusive lock on the store of `csv_path` (a lock file beside it, since the CSV itself is
     replaced by rename on every commit); blocks until the other holder is done."""
-    lock = csv_path.with_name(f".{csv_path.name}.lock")
+    lock = eval_lock_path(csv_path)
     try:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
@@ -66,17 +57,13 @@ def locked(csv_path: Path):
         os.close(fd)  # closing releases the lock
 
 
-def cell_key(row: dict) -> tuple[str, int]:
-    return row["corruption"], int(row["severity"])
-
-
 class CellStore:
     """The finished cells of one identity in one eval CSV (see the module's docstring)."""
 
     def __init__(self, csv_path: Path, identity: dict):
         assert set(identity) == set(IDENTITY), identity
         self.path, self.identity = Path(csv_path), identity
-        self.json_path = self.path.with_suffix(".json")
+        self.json_path = eval_json_path(self.path)
         self.entry_id = uuid.uuid4().hex[:12]
 
     # Both helpers below run under the lock.
@@ -106,19 +93,26 @@ class CellStore:
         with locked(self.path):
             rows, meta = self._load()
             on_disk = read_eval_csv(self.path) if self.path.exists() else []
-            done = {cell_key(r) for r in rows if r["corruption"] != "frost" or r.get("frost_textures") == frost}
-            todo = list(cells) if force else [c for c in cells if c not in done]
+            todo = list(cells) if force else [c for c in cells if c not in done(rows, frost)]
             entry = {"id": self.entry_id, **record, "started": _now(), "finished": None,
                      "computed": 0, "skipped": len(cells) - len(todo)}
             meta["evaluations"] = meta.get("evaluations", []) + [entry]
             self._save(rows if len(rows) != len(on_disk) else None, meta)
         return todo
 
+    def todo(self, cells: list[Cell], frost: str | None, force: bool = False) -> list[Cell]:
+        """The cells of `cells` not yet done for this identity (robench.eval.cell.done), recording
+        nothing: what `robench sweep` asks to know whether a run needs evaluating."""
+        if force or not self.path.exists():
+            return list(cells)
+        rows, _ = self._load()  # no lock: a query writes nothing (the files are replaced whole, by rename)
+        return [c for c in cells if c not in done(rows, frost)]
+
     def commit(self, row: dict) -> None:
         """Add one finished cell (replacing the same cell of this identity)."""
         with locked(self.path):
             rows, meta = self._load()
-            rows = [r for r in rows if cell_key(r) != cell_key(row)] + [row]
+            rows = [r for r in rows if Cell.of(r) != Cell.of(row)] + [row]
             for entry in meta.get("evaluations", []):
                 if entry.get("id") == self.entry_id:
                     entry["computed"] += 1

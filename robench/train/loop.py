@@ -20,22 +20,25 @@ from typing import Callable
 
 import torch
 
-from robench import distributed, faults
+from robench.runtime import distributed
+from robench.runfolder import staging
+from robench.train import interrupts
 from robench.augment import make_mixer, make_policy
 from robench.config import TrainConfig, to_yaml
 from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.data.loader import DeviceLoader
 from robench.errors import RobenchError
-from robench.losses import Objective, one_hot
-from robench.metrics import count_correct
+from robench.train.losses import Objective, one_hot
+from robench.eval.metrics import count_correct
 from robench.models import MODELS, build_model
-from robench.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
+from robench.train.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.resume import load_resumable, rng_state, set_rng_state
-from robench.runfiles import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text, check_run_name,
-                              policy_label, safe_name, write_json)
-from robench.runs import atomic_torch_save, autocast, device_name, load_model, versions
+from robench.train.resume import load_resumable, rng_state, set_rng_state
+from robench.runfolder.files import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text,
+                                     check_run_name, policy_label, safe_name, write_json)
+from robench.runtime.device import autocast, device_name, versions
+from robench.runfolder.checkpoints import atomic_torch_save, load_model
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
 
@@ -158,7 +161,7 @@ def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Ru
     resolve_run(cfg)
     run_dir = Path(cfg.out_dir) / cfg.name
     if not resume:
-        faults.check_start(run_dir, overwrite)  # before the data loads: a taken name fails at once
+        staging.check_start(run_dir, overwrite)  # before the data loads: a taken name fails at once
     options = dict(image_column=cfg.image_column, label_column=cfg.label_column, image_size=cfg.image_size)
     # Rank 0 loads (and downloads) first; the others then read its cache.
     if not distributed.is_main():
@@ -211,10 +214,10 @@ class Position:
         return cls(epoch, 0, torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
 
 
-def train_one_epoch(run: Run, at: Position, stop: faults.StopSignals | None = None) -> dict:
+def train_one_epoch(run: Run, at: Position, stop: interrupts.StopSignals | None = None) -> dict:
     """The rest of epoch `at.epoch` from batch `at.step`; returns the epoch's metrics row (read from
     the device once). Checkpoints every --checkpoint-every steps; on SIGINT/SIGTERM checkpoints and
-    raises faults.Interrupted."""
+    raises interrupts.Interrupted."""
     run.model.train()
     cfg, started = run.cfg, time.time()
     every = cfg.checkpoint_every or 0
@@ -239,10 +242,10 @@ def train_one_epoch(run: Run, at: Position, stop: faults.StopSignals | None = No
             if stopping or (every and at.step % every == 0):
                 save_checkpoint(run, replace(at, seconds=at.seconds + time.time() - started))
             if stopping:
-                raise faults.Interrupted(f"stopped by {stop.name} in epoch {at.epoch} after step {at.step}; "
+                raise interrupts.Interrupted(f"stopped by {stop.name} in epoch {at.epoch} after step {at.step}; "
                                          f"checkpoint saved; continue with: robench train --resume {run.run_dir}")
     loss_sum, wrong, seen, bad = totals(run, at)  # the epoch's one sync
-    faults.stop_if_non_finite(bad, f"epoch {at.epoch}", last_good(run))
+    interrupts.stop_if_non_finite(bad, f"epoch {at.epoch}", last_good(run))
     train_loss, train_error = loss_sum / seen, 100 * wrong / seen
     seconds = at.seconds + time.time() - started
     run.model.eval()
@@ -264,7 +267,7 @@ def totals(run: Run, at: Position) -> tuple[float, int, int, float]:
     all-reduce and one device read."""
     packed = torch.stack([at.loss_sum.double(), at.wrong.double(),
                           torch.tensor(float(at.seen), dtype=torch.float64, device=run.device),
-                          faults.non_finite(at.loss_sum, run.model)])
+                          interrupts.non_finite(at.loss_sum, run.model)])
     loss_sum, wrong, seen, bad = distributed.all_reduce_sum(packed).tolist()
     return loss_sum, int(wrong), int(seen), bad
 
@@ -281,7 +284,7 @@ def save_checkpoint(run: Run, at: Position) -> None:
     states are gathered)."""
     loss_sum, wrong, seen, bad = totals(run, at)
     partial = dict(loss_sum=loss_sum, wrong=wrong, seen=seen, seconds=at.seconds)  # loss_sum: a float32's exact value
-    faults.stop_if_non_finite(bad, f"epoch {at.epoch} (by step {at.step})", last_good(run))
+    interrupts.stop_if_non_finite(bad, f"epoch {at.epoch} (by step {at.step})", last_good(run))
     rng = distributed.all_gather_objects(rng_state(run.step.generator))
     if not distributed.is_main():
         return
@@ -337,7 +340,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
             return run.run_dir if (run.run_dir / RUN_JSON).exists() else finish(run, started)
         say(f"resuming {run.run_dir} at epoch {at.epoch}, step {at.step}/{len(run.loader)}")
     else:
-        run.folder = faults.start_folder(run.run_dir, overwrite) if distributed.is_main() else run.run_dir
+        run.folder = staging.start_folder(run.run_dir, overwrite) if distributed.is_main() else run.run_dir
         distributed.barrier()
         if distributed.is_main():
             atomic_write_text(run.folder / CONFIG, to_yaml(cfg))
@@ -345,29 +348,29 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
     say(f"training {cfg.model} on {cfg.dataset} ({len(run.train_split)} images, {run.train_split.num_classes} "
         f"classes) with policy {policy_label(cfg.policy, cfg.mix, cfg.jsd)} on {device_name(run.device)}"
         f"{f' x {distributed.world_size()} processes' if distributed.world_size() > 1 else ''} -> {run.run_dir}")
-    stop = faults.StopSignals(run.device)
+    stop = interrupts.StopSignals(run.device)
     try:
         with stop:
             for epoch in range(at.epoch, cfg.epochs + 1):
                 run.rows.append(train_one_epoch(run, at, stop))
                 save_epoch(run, epoch)
                 if distributed.is_main():
-                    run.folder = faults.promote(run.folder, run.run_dir)
+                    run.folder = staging.promote(run.folder, run.run_dir)
                 row = run.rows[-1]
                 say(f"epoch {epoch:>3}/{cfg.epochs}  loss {row['train_loss']}  train err "
                     f"{float(row['train_error']):5.2f}%  test err {float(row['test_error']):5.2f}%  "
                     f"{float(row['images_per_s']):,.0f} img/s  {row['seconds']}s")
                 if epoch < cfg.epochs and stop.requested(0, force=True):
-                    raise faults.Interrupted(f"stopped by {stop.name} after epoch {epoch}; checkpoint saved; "
+                    raise interrupts.Interrupted(f"stopped by {stop.name} after epoch {epoch}; checkpoint saved; "
                                              f"continue with: robench train --resume {run.run_dir}")
                 at = Position.start(epoch + 1, run.device)
     except BaseException as e:
         if resume or not distributed.is_main():
             raise
         staged = run.folder != run.run_dir
-        faults.abandon(run.folder, run.run_dir)
-        if staged and isinstance(e, faults.Interrupted):
-            raise faults.Interrupted(f"stopped by {stop.name} before the first epoch ended: the new run is "
+        staging.abandon(run.folder, run.run_dir)
+        if staged and isinstance(e, interrupts.Interrupted):
+            raise interrupts.Interrupted(f"stopped by {stop.name} before the first epoch ended: the new run is "
                                      f"discarded and the old run in {run.run_dir} is kept", exit_code=130) from None
         raise
     return finish(run, started)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from robench.corruptions.protocol import SEVERITIES, STANDARD
-from robench.runfiles import atomic_write_text, safe_name
+from robench.runfolder.files import atomic_write_text, safe_name
 
 USER_FIELDS = ("link", "name", "authors", "venue", "reported")
 # RobustBench's corruption leaderboards (its BenchmarkDataset names); others are exported but flagged.

@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robench import stats
-from robench.corruptions.protocol import CLEAN, CORRUPTIONS, EXTRA, SEVERITIES, STANDARD, short_name
+from robench.report import stats
+from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, STANDARD, short_name
+from robench.eval.cell import CLEAN, STANDARD_CELLS, grid
 from robench.config import ReportConfig
 from robench.errors import RobenchError
-from robench.report_formats import TITLES, check_outputs, render, write_output
-from robench.tidy import CALIBRATION, Results, load
+from robench.report.formats import TITLES, check_outputs, render, write_output
+from robench.report.tidy import Results, load
+from robench.report.tidy import CALIBRATION
 
 NOT_EVALUATED = "not evaluated"
 TEST_SET = ["dataset", "source", "n", "frost_textures"]  # evaluations on different ones are not ranked together
@@ -53,12 +55,11 @@ def evaluations(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str
     frost = cells[cells["corruption"] == "frost"].groupby(keys)["frost_textures"].agg(
         lambda s: "+".join(sorted(set(s) - {""})) or "?")
     meta["frost_textures"] = frost.reindex(meta.index).fillna("")
-    grid = pd.MultiIndex.from_tuples([CLEAN] + [(c, s) for c in CORRUPTIONS for s in SEVERITIES],
-                                     names=["corruption", "severity"])
+    columns = pd.MultiIndex.from_tuples([CLEAN] + grid(CORRUPTIONS), names=["corruption", "severity"])
     indexed = cells.set_index(keys + ["corruption", "severity"])
 
     def cube(column):
-        wide = indexed[column].unstack(["corruption", "severity"]).reindex(index=meta.index, columns=grid)
+        wide = indexed[column].unstack(["corruption", "severity"]).reindex(index=meta.index, columns=columns)
         values = wide.to_numpy(dtype=float)
         return values[:, 0], values[:, 1:].reshape(len(meta), len(CORRUPTIONS), len(SEVERITIES))
 
@@ -220,7 +221,7 @@ def build(results: Results, baseline: str | None = None, group: bool = True, sor
 
 def _status(members: pd.DataFrame, statuses: dict) -> str:
     odd = sorted({f"{r}: {statuses[r]}" for r in members["run"] if statuses.get(r) not in ("trained", "external")})
-    parts = [] if (members["mCE cells"] == 75).all() else ["incomplete"]
+    parts = [] if (members["mCE cells"] == len(STANDARD_CELLS)).all() else ["incomplete"]
     return "; ".join(parts + odd)
 
 
@@ -336,7 +337,7 @@ def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, 
     anything is written."""
     check_outputs(outs)
     if cfg.plots:
-        from robench.plots import check_matplotlib
+        from robench.report.plots import check_matplotlib
 
         check_matplotlib()
     result = report(folders, baseline=cfg.baseline, group=cfg.group, sort=cfg.sort, dataset=cfg.dataset,
@@ -345,12 +346,12 @@ def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, 
     for out in outs:
         write_output(result, out)
     if cfg.plots:
-        from robench.plots import write_plots
+        from robench.report.plots import write_plots
 
         write_plots(result, Path(cfg.plots))
     warnings = list(result.warnings)
     if cfg.robustbench:
-        from robench.robustbench import write_cards
+        from robench.report.robustbench import write_cards
 
         warnings += write_cards(result, Path(cfg.robustbench))
     return text, warnings

@@ -10,6 +10,7 @@ where it came from, so `robench report` ranks it beside trained runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from robench.config import DEFAULT_DATASET
 from robench.errors import RobenchError
 from robench.models import external
-from robench.runfiles import CONFIG, RUN_JSON, read_config, read_json, safe_name, write_json
+from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, file_sha256, read_config, read_json, safe_name,
+                                     write_json)
 
 
 @dataclass
@@ -68,7 +71,7 @@ def kind_of(spec: str) -> str:
 def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn.Module, dict]:
     """(the model on the CPU wrapped in its input convention, in eval mode; its description)."""
     from robench.models import build_model
-    from robench.runs import load_checkpoint, load_model
+    from robench.runfolder.checkpoints import load_checkpoint, load_model
 
     kind = kind_of(spec)
     description: dict[str, Any] = {"kind": kind, "spec": _absolute(spec, kind)}
@@ -102,7 +105,7 @@ def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn
                                options.normalize, options.image_size)
     description["input"] = external.convention_dict(conv)
     model = external.InputAdapter(model, conv)
-    _eval_mode(model)
+    eval_mode(model)
     return model, description
 
 
@@ -116,13 +119,13 @@ def _absolute(spec: str, kind: str) -> str:
     return spec
 
 
-def _eval_mode(model: nn.Module) -> None:
+def eval_mode(model: nn.Module) -> None:
     try:
         model.eval()
     except NotImplementedError:  # torch.export programs are exported in the mode they run in
         for child in model.children():
             if not isinstance(child, torch.fx.GraphModule):
-                _eval_mode(child)
+                eval_mode(child)
 
 
 def check_classes(model: nn.Module, probe: torch.Tensor, num_classes: int, spec: str) -> None:
@@ -171,7 +174,7 @@ class Subject:
         """The run-like folder's run.json (nothing for a trained run: its run.json is train's)."""
         if self.trained:
             return
-        from robench.runs import versions
+        from robench.runtime.device import versions
 
         source: dict[str, Any] = {"options": vars(self.options).copy()}
         if len(self.specs) == 1:
@@ -209,7 +212,7 @@ def resolve(cfg) -> Subject:
         run = read_json(run_dir / RUN_JSON)
         recorded = run["source"]
         members = recorded.get("members", [recorded])
-        dataset = cfg.dataset or run.get("dataset", "cifar10")
+        dataset = cfg.dataset or run.get("dataset", DEFAULT_DATASET)
         return Subject([m["spec"] for m in members], run_dir, False, dataset, cfg.limit, {},
                        ModelOptions(**recorded["options"]), run_dir.name, label=run.get("model"))
     if options.checkpoint and len(specs) > 1:
@@ -217,7 +220,7 @@ def resolve(cfg) -> Subject:
                            "folder or file instead")
     # Runs in an ensemble supply the dataset default; otherwise CIFAR-10.
     runs = [read_config(Path(s)) for s, k in zip(specs, kinds) if k == "run"]
-    dataset = cfg.dataset or (runs[0].get("dataset") if runs else "cifar10")
+    dataset = cfg.dataset or (runs[0].get("dataset") if runs else DEFAULT_DATASET)
     name = cfg.ensemble or cfg.name or default_name(specs[0])
     run_dir = Path(cfg.out_dir) / safe_name(name)
     check_results_folder(run_dir, specs)
@@ -246,3 +249,13 @@ def check_results_folder(run_dir: Path, specs: list[str]) -> None:
         if earlier_resolved != resolved:
             raise RobenchError(f"{run_dir} holds the results of {', '.join(map(str, earlier))}; pass --name "
                                f"(or --ensemble) for a new folder, or remove it")
+
+
+def model_fingerprint(subject: Subject) -> str | None:
+    """What identifies the model's cells in the eval CSV: a trained run's checkpoint file hash, or a
+    hash of how an external model was built (its spec, files, checkpoint hash, input convention;
+    known once `Subject.build` has run). Cells computed for another fingerprint are recomputed."""
+    if subject.trained:
+        return file_sha256(subject.run_dir / CHECKPOINT) if (subject.run_dir / CHECKPOINT).is_file() else None
+    described = json.dumps([subject.descriptions, vars(subject.options)], sort_keys=True, default=str)
+    return hashlib.sha256(described.encode()).hexdigest()

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from robench.errors import RobenchError
-from robench.runs import resolve_device
+from robench.runtime.device import resolve_device
 
 
 def launched() -> bool:

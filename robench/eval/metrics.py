@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from robench.runs import full_fp32
+from robench.runtime.device import full_fp32
 
 ECE_BINS = 15  # equal-width confidence bins of the ECE (Guo et al. 2017; torchmetrics' default)
 RMS_BIN_SIZE = 100  # images per adaptive bin of the RMS calibration error (Hendrycks et al.)

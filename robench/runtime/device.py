@@ -1,25 +1,14 @@
-"""The torch side of run folders: saving and loading checkpoints, rebuilding a trained model, and
-the device a run uses (the file layout and the torch-free writers are in `robench.runfiles`)."""
+"""The device a run uses and how it computes: which device, its name in run files, bf16 autocast for
+training, full-precision float32 for eval, and the library versions recorded beside results."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import platform
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from robench.errors import RobenchError
-from robench.runfiles import CHECKPOINT, atomic_write_bytes
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save through the one atomic writer (a checkpoint is never half-written)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def versions() -> dict[str, str]:
@@ -78,34 +67,3 @@ def full_fp32():
     finally:
         for b, value in zip(backends, saved):
             b.fp32_precision = value
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A checkpoint dict (weights_only, so no code runs); one-line errors for missing/corrupt files."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.exists():
-        raise RobenchError(f"no checkpoint at {path}; train the run first (robench train) or give a checkpoint.pt")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated/foreign files
-        raise RobenchError(f"cannot load checkpoint {path} ({type(e).__name__}); it is truncated or not a robench checkpoint") from None
-    required = {"model", "num_classes", "state_dict"}
-    if not isinstance(checkpoint, dict) or not required <= set(checkpoint):
-        raise RobenchError(f"{path} is not a robench checkpoint (needs keys {', '.join(sorted(required))})")
-    return checkpoint
-
-
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint was trained with and load its weights."""
-    from robench.models import build_model
-
-    checkpoint = load_checkpoint(path)
-    model = build_model(checkpoint["model"], checkpoint["num_classes"], image_size=checkpoint.get("image_size"))
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise RobenchError(f"checkpoint {path} does not fit model {checkpoint['model']}: {first}") from None
-    return model.to(device).eval(), checkpoint

@@ -7,11 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from robench import distributed
+from robench.runtime import distributed
 from robench.config import TrainConfig, read_yaml, resolve
 from robench.errors import RobenchError
-from robench.resume import resume_config
-from robench.train import train
+from robench.train.resume import resume_config
+from robench.train.loop import train
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -16,12 +16,13 @@ import pandas as pd
 
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, short_name
 from robench.errors import RobenchError
+from robench.eval.cell import EXTRA_CELLS, STANDARD_CELLS
 from robench.registry import Registry
-from robench.runfiles import atomic_write_bytes, atomic_write_text
-from robench.tidy import CALIBRATION
+from robench.runfolder.files import atomic_write_bytes, atomic_write_text
+from robench.report.tidy import CALIBRATION
 
 if TYPE_CHECKING:  # pragma: no cover
-    from robench.report import Report
+    from robench.report.leaderboard import Report
 
 # The leaderboard's calibration columns (mean over the 75 standard cells), when the CSVs have them.
 BOARD_CALIBRATION = ("rms_ce", "ece", "nll")
@@ -70,7 +71,7 @@ def display_tables(report: Report) -> dict[str, tuple[list[str], list[list[str]]
     if grouped:
         meta.append("seeds")
     header = ["rank"] + [("frost" if c == "frost_textures" else c) for c in meta] + ["clean", "mCE", "extra"]
-    metrics = [("clean", None), ("mCE", 75), ("extra", 20)]
+    metrics = [("clean", None), ("mCE", len(STANDARD_CELLS)), ("extra", len(EXTRA_CELLS))]
     if report.baseline:
         header += ["norm. mCE", "rel. mCE", "Δ mCE"]
         metrics += [("norm. mCE", None), ("rel. mCE", None)]
@@ -83,7 +84,7 @@ def display_tables(report: Report) -> dict[str, tuple[list[str], list[list[str]]
         cells += [_display(r, m, need) for m, need in metrics]
         if report.baseline:
             cells.append(_delta(r))
-        cells += [_display(r, c, 75) for c in calib]
+        cells += [_display(r, c, len(STANDARD_CELLS)) for c in calib]
         status = r.get("status")
         cells.append(status if isinstance(status, str) and status else "")
         rows.append(cells)
@@ -120,7 +121,8 @@ def notes(report: Report) -> str:
         text += (f" Baseline: {report.baseline}; norm./rel. mCE in % of it; Δ mCE = mCE minus the baseline's, "
                  f"± the half-width of its 95 % interval (paired by seed when both have the same seeds, else Welch).")
     if report.calibration:
-        text += " Calibration (RMS-CE, ECE in %; NLL in nats): means over the 75 standard corrupted cells."
+        text += (" Calibration (RMS-CE, ECE in %; NLL in nats): means over the "
+                 f"{len(STANDARD_CELLS)} standard corrupted cells.")
     return text
 
 
@@ -222,7 +224,7 @@ def render_json(report: Report) -> str:
 
 
 def _render_html(report: Report) -> str:
-    from robench.report_html import page
+    from robench.report.html import page
 
     return page(report)
 

@@ -21,12 +21,17 @@ import pandas as pd
 import yaml
 
 from robench.errors import RobenchError
-from robench.runfiles import CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label, read_csv_rows, read_eval_csv, read_json
+from robench.eval.cell import Cell
+from robench.runfolder.files import (CALIBRATION_FIELDS, CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label, read_csv_rows, read_eval_csv,
+                                     read_json)
+
+# How the leaderboards show the eval CSV's calibration columns (runfolder.files.CALIBRATION_FIELDS),
+# in the order they show them: column -> (label, display scale).
+CALIBRATION = {"rms_ce": ("RMS-CE", 100.0), "ece": ("ECE", 100.0), "nll": ("NLL", 1.0), "brier": ("Brier", 1.0)}
+assert set(CALIBRATION) == set(CALIBRATION_FIELDS)
 
 CELL_COLUMNS = ["run", "model", "policy", "dataset", "source", "seed", "eval_seed", "corruption", "severity", "n",
                 "error", "frost_textures"]
-# Per-cell calibration columns an eval CSV may carry, as fractions: column -> (label, display scale).
-CALIBRATION = {"rms_ce": ("RMS-CE", 100.0), "ece": ("ECE", 100.0), "nll": ("NLL", 1.0), "brier": ("Brier", 1.0)}
 RUN_COLUMNS = ["run", "path", "model", "policy", "dataset", "seed", "recipe", "epochs", "epochs_done",
                "train_clean_error", "status", "parameters", "origin"]
 
@@ -125,7 +130,7 @@ def _cells_of(run: dict, csv_path: Path) -> list[dict]:
         try:
             cell = dict(run=run["run"], model=run["model"], policy=run["policy"], dataset=r["dataset"],
                         source=r["source"], seed=run["seed"], eval_seed=int(r.get("seed") or 0),
-                        corruption=r["corruption"], severity=int(r["severity"]), n=int(r["n"]),
+                        **Cell.of(r)._asdict(), n=int(r["n"]),
                         error=float(r["error"]), frost_textures=r.get("frost_textures") or "")
             for column in CALIBRATION:
                 value = r.get(column)

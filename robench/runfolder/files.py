@@ -1,11 +1,13 @@
 """The files of a run folder and how they are written: names, atomic writes, the eval-CSV schema.
 
     results/<run>/config.yaml     the fully resolved TrainConfig (repeat a run with --config)
-    results/<run>/checkpoint.pt   weights and what is needed to rebuild the model (robench.runs)
+    results/<run>/checkpoint.pt   weights and what is needed to rebuild the model (robench.runfolder.checkpoints)
     results/<run>/metrics.csv     one row per epoch
     results/<run>/run.json        what was trained, on what, how long; written when training ends
     results/<run>/eval/<dataset>-<source>.csv   one row per (corruption, severity) cell, EVAL_FIELDS
-    results/<run>/eval/<dataset>-<source>.json  whose cells the CSV holds, and every evaluation (evalstore)
+    results/<run>/eval/<dataset>-<source>.json  whose cells the CSV holds, and every evaluation (cellstore)
+    results/<run>/eval/.<dataset>-<source>.csv.lock   the CSV's lock (cellstore)
+    results/<run>/eval/<dataset>-<source>-predictions.npz   per-image predictions (--save-predictions)
 
 Every write goes to a temporary file beside its target and is renamed over it, so a reader (or a
 run killed mid-write) never sees half a file. Importing this module imports no torch.
@@ -14,6 +16,7 @@ run killed mid-write) never sees half a file. Importing this module imports no t
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -24,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from robench.corruptions.protocol import CLEAN, CORRUPTIONS
 from robench.errors import RobenchError
+from robench.eval.cell import Cell, order
 
 CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR = "config.yaml", "checkpoint.pt", "metrics.csv", "run.json", "eval"
 
@@ -98,6 +101,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -145,6 +156,21 @@ def eval_csv_path(run_dir: Path, dataset: str, source: str) -> Path:
     return Path(run_dir) / EVAL_DIR / f"{safe_name(f'{dataset}-{source}')}.csv"
 
 
+def eval_json_path(csv_path: Path) -> Path:
+    """Beside an eval CSV: whose cells it holds, and every evaluation that wrote there."""
+    return Path(csv_path).with_suffix(".json")
+
+
+def eval_lock_path(csv_path: Path) -> Path:
+    """Beside an eval CSV: the lock file taken while the CSV or its .json is read and rewritten."""
+    return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
+
+
+def predictions_path(csv_path: Path) -> Path:
+    """Beside an eval CSV: each image's prediction and confidence per cell (--save-predictions)."""
+    return Path(csv_path).with_name(Path(csv_path).stem + "-predictions.npz")
+
+
 def read_csv_rows(path: Path) -> list[dict]:
     """The rows of a CSV robench wrote (metrics.csv), unchecked; a damaged file is a one-line error."""
     try:
@@ -180,8 +206,7 @@ def read_eval_csv(path: Path) -> list[dict]:
 
 def sort_cells(rows: list[dict]) -> list[dict]:
     """Eval rows in the protocol's order: clean, then each corruption's severities."""
-    order = {name: i for i, name in enumerate((CLEAN[0],) + CORRUPTIONS)}
-    return sorted(rows, key=lambda r: (order.get(r["corruption"], len(order)), int(r["severity"])))
+    return sorted(rows, key=lambda r: order(Cell.of(r)))
 
 
 def policy_label(policy: str, mix: str = "none", jsd: bool = False) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 
-from robench.report_formats import TITLES, display_tables, is_number, notes
+from robench.report.formats import TITLES, display_tables, is_number, notes
 
 SCRIPT = """
 // Click a column header to sort by it; click again to reverse. Numbers sort as numbers ('24.10 ± 0.40 (3)'
@@ -65,7 +65,7 @@ def page(report, figures: dict[str, bytes] | None = None) -> str:
     """The page; `figures` (name -> PNG bytes) default to every plot when matplotlib is installed."""
     if figures is None:
         try:
-            from robench.plots import figures as make_figures
+            from robench.report.plots import figures as make_figures
 
             figures = make_figures(report)
         except ValueError:  # RobenchError: matplotlib missing; the page still has every table

@@ -1,0 +1,126 @@
+"""The Python API of eval: `robench.evaluate(model, ...)` -> a pandas DataFrame, one row per cell,
+and `robench.summarize(frame)` -> clean error, mCE and calibration. No run folder is read or written.
+
+    import robench
+    cells = robench.evaluate(model, dataset="cifar10", corruptions="all", severities="1-5")
+    cells.pipe(robench.summarize)
+
+The cells, their images and the per-cell loop are the ones `robench eval` uses (robench.eval.loop);
+every default is EvalConfig's.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from robench.config import DEFAULT_DATASET, EvalConfig, eval_batch_size
+from robench.data import load_split
+from robench.data.download import set_data_dir
+from robench.errors import RobenchError
+from robench.eval import subjects
+from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
+from robench.eval.loop import Forward, cell_row, measure
+from robench.eval.metrics import compute
+from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
+from robench.models import external
+from robench.progress import progress_bar
+from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS
+from robench.runtime.device import resolve_device
+
+_DEFAULT = EvalConfig()
+
+
+def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
+             corruptions: str = _DEFAULT.corruptions, severities: str = _DEFAULT.severities,
+             source: str = _DEFAULT.source, device: str | torch.device | None = None,
+             batch_size: int | None = _DEFAULT.batch_size, seed: int = _DEFAULT.seed, limit: int | None = _DEFAULT.limit,
+             frost: str = _DEFAULT.frost, c_dir: str | None = _DEFAULT.c_dir, data_dir: str | None = _DEFAULT.data_dir,
+             input_range: str | None = _DEFAULT.input_range, normalize: str | None = _DEFAULT.normalize,
+             image_size: int | None = _DEFAULT.image_size, checkpoint: str | None = _DEFAULT.checkpoint,
+             pretrained: bool = _DEFAULT.pretrained):
+    """Evaluate `model` on the clean test set and every requested (corruption, severity) cell.
+
+    `model` is an `nn.Module` (fed float images in [0, 1], or in `input_range`, normalised with
+    `normalize` if given: by default it normalises itself), or anything `robench eval` accepts (a run
+    folder, "timm:<name>", "torchvision:<name>", "file.py:factory", a TorchScript file), or a list
+    of these, evaluated as one ensemble (mean softmax). Returns a DataFrame with the columns of the
+    eval CSV, in its order: error in %, nll, brier, ece and rms_ce as fractions.
+    """
+    import pandas as pd
+
+    set_data_dir(data_dir)
+    EvalConfig(run="<model>", corruptions=corruptions, severities=severities, source=source, batch_size=batch_size,
+               seed=seed, limit=limit, frost=frost, c_dir=c_dir, input_range=input_range,
+               image_size=image_size).validate()
+    cells = requested(corruptions, severities)
+    names = list(dict.fromkeys(c.corruption for c in cells if not c.is_clean))
+    device = resolve_device(str(device) if device is not None else _DEFAULT.device)
+    source_, folder = resolve_source(source, dataset, c_dir)
+    frost_ = frost_source(frost, names, source_, lambda _: None)
+    test = load_split(dataset, False, limit=limit)
+    net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
+
+    official = open_official(folder, test, dataset, names) if source_ == "official" else None
+    images = test.images.to(device) if source_ == "generated" else test.images
+    batch_size = eval_batch_size(batch_size, device)
+    cell_images = CellImages(images, test.labels, official, seed, batch_size, frost_)
+    forward = Forward(net, batch_size, device, echo=lambda _: None)
+    with progress_bar("eval", total=len(test) * len(cells)) as bar:
+        rows = [cell_row(cell, compute(state), dataset, source_, seed, frost_)
+                for cell, state in measure(forward, cells, cell_images, bar=bar)]
+    frame = pd.DataFrame(rows, columns=EVAL_FIELDS)
+    for column in ["error", *CALIBRATION_FIELDS]:
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def _build(model, test, device: torch.device, options: subjects.ModelOptions) -> nn.Module:
+    """The model (or the ensemble of a list) on the device, its class count checked on two images."""
+    members = list(model) if isinstance(model, (list, tuple)) else [model]
+    built = []
+    for member in members:
+        if isinstance(member, nn.Module):
+            conv = external.convention("module", "", options.input_range, options.normalize, options.image_size)
+            net = external.InputAdapter(member, conv)
+            subjects.eval_mode(net)
+            label = type(member).__name__
+        elif isinstance(member, (str, bytes)) or hasattr(member, "__fspath__"):
+            net, label = subjects.build_member(str(member), test.num_classes, options)[0], str(member)
+        else:
+            raise RobenchError(f"model must be an nn.Module, a model name or path, or a list of them; "
+                               f"got {type(member).__name__}")
+        net = net.to(device)
+        subjects.check_classes(net, test.images[:2].to(device), test.num_classes, label)
+        built.append(net)
+    return built[0] if len(built) == 1 else external.Ensemble(built)
+
+
+def summarize(cells) -> "pd.Series":  # noqa: F821
+    """Clean error, mCE (mean error over the 15 standard corruptions x 5 severities, %) and extra
+    error (the 4 extra ones), and each calibration metric on clean data (`clean_<m>`) and averaged
+    over the same 75 cells as mCE (`c_<m>`). NaN where a cell is missing. Use with
+    `robench.evaluate(...).pipe(robench.summarize)`; a frame of several (dataset, source) pairs gives
+    one row per pair."""
+    import pandas as pd
+
+    if {"dataset", "source"} <= set(cells.columns) and cells[["dataset", "source"]].drop_duplicates().shape[0] > 1:
+        return cells.groupby(["dataset", "source"]).apply(summarize, include_groups=False)
+    key = list(zip(cells["corruption"], cells["severity"].astype(int)))
+    by_cell = cells.assign(_key=key).set_index("_key")
+
+    def mean_over(wanted, column):
+        if not all(k in by_cell.index for k in wanted):
+            return float("nan")
+        return float(by_cell.loc[list(wanted), column].astype(float).mean())
+
+    clean = by_cell.loc[[CLEAN]] if CLEAN in by_cell.index else None
+    out = {"clean_error": float(clean["error"].iloc[0]) if clean is not None else float("nan"),
+           "mCE": mean_over(STANDARD_CELLS, "error"), "extra_error": mean_over(EXTRA_CELLS, "error")}
+    for m in CALIBRATION_FIELDS:
+        if m in cells.columns:
+            out[f"clean_{m}"] = float(clean[m].iloc[0]) if clean is not None else float("nan")
+            out[f"c_{m}"] = mean_over(STANDARD_CELLS, m)
+    return pd.Series(out)

@@ -1,0 +1,95 @@
+"""Where a cell's images come from: the clean test set, the released files (`--source official`,
+robench.data.csets) or robench's own engine drawn by the protocol's chunk seeds (`--source
+generated`, robench.corruptions.registry.generated_batches), and which frost photographs generated
+frost uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from robench.corruptions.protocol import SOURCES
+from robench.corruptions.registry import generated_batches
+from robench.data import csets
+from robench.errors import RobenchError
+from robench.eval.cell import Cell
+
+
+def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, Path | None]:
+    """(official | generated, the released files' folder or None) for a --source choice."""
+    if source not in SOURCES:
+        raise RobenchError(f"unknown --source '{source}'; choose one of: {', '.join(SOURCES)}")
+    folder = csets.find(dataset, c_dir)
+    release = csets.release_for(dataset)
+    if source == "official":
+        if release is None:
+            raise RobenchError(f"{dataset} has no official corruption release; use --source generated")
+        if folder is None:
+            raise RobenchError(f"official {release.name} files not found (looked in {c_dir or csets.data_dir() / release.folder}); "
+                               f"run `robench data download {release.name}`, pass --c-dir, or use --source generated")
+        return "official", folder
+    if source == "auto" and folder is not None:
+        return "official", folder
+    return "generated", None
+
+
+def frost_source(frost: str, names: list[str], source: str, echo: Callable[[str], None]) -> str | None:
+    """Which frost photographs the frost cells use: the released files were made with the
+    official ones; generated frost uses what --frost chooses (auto: official when available)."""
+    if "frost" not in names:
+        return None
+    if source == "official":
+        return "official"
+    from robench.corruptions.frost_textures import resolve_frost
+
+    resolved = resolve_frost(frost)
+    if frost == "auto" and resolved != "official":  # --frost procedural is a choice, not a fallback
+        echo("warning: the official frost photographs are not available, so frost uses the procedural stand-in "
+             "and its errors are not comparable to CIFAR-10-C (recorded in the eval files; --frost official "
+             "says how to get them)")
+    return resolved
+
+
+def open_official(folder: Path, test, dataset: str, names: list[str]) -> csets.OfficialCSet:
+    """The released C-set in `folder`, checked before any cell: its labels are the test set's and
+    the requested corruptions' files are whole."""
+    official = csets.OfficialCSet(folder)
+    n = len(test)
+    if official.n < n or not torch.equal(official.labels()[:n], test.labels):
+        raise RobenchError(f"the C-set in {folder} does not match the {dataset} test set (labels differ)")
+    official.check(names)
+    return official
+
+
+@dataclass
+class CellImages:
+    """The (images, labels) batches of any cell over `images`: test images [offset, offset + len) of
+    a test set of `n` (one rank's share under torchrun; the whole set otherwise). Generated chunks
+    are seeded by their global position, hence `offset`."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    official: csets.OfficialCSet | None
+    seed: int
+    batch_size: int
+    frost: str | None
+    offset: int = 0
+    n: int | None = None
+
+    def batches(self, cell: Cell) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = self.labels.shape[0]
+        if cell.is_clean or self.official is not None:
+            if cell.is_clean:
+                source = self.images
+            else:
+                total = self.n if self.n is not None else count
+                source = self.official.images(*cell)[:total][self.offset:self.offset + count]
+            for start in range(0, count, self.batch_size):
+                yield source[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+        else:
+            for start, batch in generated_batches(self.images, *cell, self.seed, self.batch_size,
+                                                  frost=self.frost or "auto", offset=self.offset):
+                yield batch, self.labels[start:start + batch.shape[0]]
