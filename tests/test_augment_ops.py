@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from robench.augment import ops
+from robench.augment import common, dispatch, geometry, pixel
 
 F = pytest.importorskip("torchvision.transforms.v2.functional")
 BILINEAR = F.InterpolationMode.BILINEAR
@@ -53,7 +53,7 @@ EXACT = [
 
 @pytest.mark.parametrize("name,reference,params", EXACT, ids=[e[0] for e in EXACT])
 def test_pixel_ops_equal_torchvision_exactly(images, name, reference, params):
-    ours = getattr(ops, name)(images, params)
+    ours = getattr(pixel, name)(images, params)
     assert ours.dtype == torch.uint8 and ours.shape == images.shape
     assert torch.equal(ours, per_image(reference, images, params))
 
@@ -61,11 +61,11 @@ def test_pixel_ops_equal_torchvision_exactly(images, name, reference, params):
 @pytest.mark.parametrize("name", ["autocontrast", "equalize", "invert"])
 def test_parameterless_ops_equal_torchvision_exactly(images, name):
     reference = getattr(F, name)
-    assert torch.equal(getattr(ops, name)(images), torch.stack([reference(img) for img in images]))
+    assert torch.equal(getattr(pixel, name)(images), torch.stack([reference(img) for img in images]))
 
 
 def test_solarize_threshold_above_255_changes_nothing(images):
-    assert torch.equal(ops.solarize(images, 256.0), images)
+    assert torch.equal(pixel.solarize(images, 256.0), images)
 
 
 def test_hflip_crop_cutout_equal_torchvision(images):
@@ -76,16 +76,16 @@ def test_hflip_crop_cutout_equal_torchvision(images):
     for img, t, l, f in zip(images, top.tolist(), left.tolist(), flip.tolist()):
         out = F.crop(F.pad(img, [4]), t, l, H, W)
         expected.append(F.horizontal_flip(out) if f else out)
-    assert torch.equal(ops.crop_flip(images, top, left, flip), torch.stack(expected))
-    assert torch.equal(ops.crop(images, top, left), torch.stack([F.crop(F.pad(i, [4]), t, l, H, W) for i, t, l in zip(images, top.tolist(), left.tolist())]))
-    assert torch.equal(ops.hflip(images, flip), torch.stack([F.horizontal_flip(i) if f else i for i, f in zip(images, flip.tolist())]))
+    assert torch.equal(geometry.crop_flip(images, top, left, flip), torch.stack(expected))
+    assert torch.equal(geometry.crop(images, top, left), torch.stack([F.crop(F.pad(i, [4]), t, l, H, W) for i, t, l in zip(images, top.tolist(), left.tolist())]))
+    assert torch.equal(geometry.hflip(images, flip), torch.stack([F.horizontal_flip(i) if f else i for i, f in zip(images, flip.tolist())]))
 
     cy, cx = torch.randint(0, H, (N,), generator=g), torch.randint(0, W, (N,), generator=g)
     expected = []
     for img, y, x in zip(images, cy.tolist(), cx.tolist()):
         y1, y2, x1, x2 = max(y - 8, 0), min(y + 8, H), max(x - 8, 0), min(x + 8, W)
         expected.append(F.erase(img, y1, x1, y2 - y1, x2 - x1, torch.tensor(0, dtype=torch.uint8)))
-    assert torch.equal(ops.cutout(images, cy, cx, 16), torch.stack(expected))
+    assert torch.equal(pixel.cutout(images, cy, cx, 16), torch.stack(expected))
 
 
 def _affine_reference(kind, interpolation):
@@ -117,7 +117,7 @@ AFFINE_PARAMS = {
 @pytest.mark.parametrize("name", list(AFFINE_PARAMS))
 def test_affine_ops_nearest_match_torchvision(images, name):
     params = AFFINE_PARAMS[name]
-    ours = getattr(ops, name)(images, params)
+    ours = getattr(geometry, name)(images, params)
     expected = per_image(_affine_reference(name, F.InterpolationMode.NEAREST), images, params)
     assert (ours == expected).float().mean() >= 0.99
 
@@ -127,8 +127,8 @@ def test_affine_ops_bilinear_match_torchvision(images, name):
     params = AFFINE_PARAMS[name]
     expected = per_image(_affine_reference(name, BILINEAR), images, params)
     # both the general 4-tap path and, through run_slots, the 2-tap path of axis-aligned ops
-    general = getattr(ops, name)(images, params, "bilinear")
-    slotted = ops.run_slots(images, torch.zeros(N, dtype=torch.long), params, [name], "bilinear")
+    general = getattr(geometry, name)(images, params, "bilinear")
+    slotted = dispatch.run_slots(images, torch.zeros(N, dtype=torch.long), params, [name], "bilinear")
     for ours in (general, slotted):
         diff = (ours.int() - expected.int()).abs()
         assert diff.max() <= 1 and (diff == 0).float().mean() >= 0.99
@@ -137,12 +137,12 @@ def test_affine_ops_bilinear_match_torchvision(images, name):
 def test_whole_pixel_translation_is_exact(images):
     t = torch.randint(-W, W, (N,)).double()
     expected = per_image(_affine_reference("translate_x", F.InterpolationMode.NEAREST), images, t)
-    assert torch.equal(ops.translate_x(images, t), expected)
+    assert torch.equal(geometry.translate_x(images, t), expected)
 
 
 def test_reflect_padding_is_symmetric():
     x = torch.arange(4, dtype=torch.uint8).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous()
-    shifted = ops.affine(x, ops.translate_x_matrix(torch.tensor([3.0]), 1, 4), padding="reflect")
+    shifted = geometry.affine(x, geometry.translate_x_matrix(torch.tensor([3.0]), 1, 4), padding="reflect")
     assert shifted[0, 0, 0].tolist() == [2, 1, 0, 0]  # (c b a | a b c d)
 
 
@@ -153,15 +153,15 @@ def test_run_slots_gives_each_image_its_own_op(images):
     param = torch.stack([torch.rand(N, generator=g).double() * 30, torch.rand(N, generator=g).double() * 30], 1)
     param = torch.where((op == 2) | (op == 6), param.round() % 8, param)  # posterize bits, whole shifts
     param = torch.where(op == 5, param / 15, param)  # colour factors in 0..2
-    ours = ops.run_slots(images, op, param, names)
+    ours = dispatch.run_slots(images, op, param, names)
     for i in range(N):
         img = images[i : i + 1]
         for s in range(2):
             if op[i, s] >= 0:
-                spec = ops.OPS[names[op[i, s]]]
+                spec = dispatch.OPS[names[op[i, s]]]
                 p = param[i, s : s + 1]
                 if spec.matrix is not None:
-                    img = ops.affine(img, spec.matrix(p, H, W))
+                    img = geometry.affine(img, spec.matrix(p, H, W))
                 elif spec.apply is not None:
                     img = spec.apply(img, p)
         assert torch.equal(ours[i], img[0]), i
@@ -169,7 +169,7 @@ def test_run_slots_gives_each_image_its_own_op(images):
 
 def test_run_slots_without_ops_returns_input(images):
     op = torch.full((N, 3), -1)
-    assert torch.equal(ops.run_slots(images, op, torch.zeros(N, 3), ["rotate"]), images)
+    assert torch.equal(dispatch.run_slots(images, op, torch.zeros(N, 3), ["rotate"]), images)
 
 
 def test_row_copies_keep_every_byte():
@@ -181,10 +181,10 @@ def test_row_copies_keep_every_byte():
         nan = torch.tensor([1, 0, 0, 0, 0, 0, 0xF0, 0x7F] * 2 + [0xFF] * 16, dtype=torch.uint8)
         x.view(len(x), -1)[:, : len(nan)] = nan  # a signalling NaN, then quiet ones, at the row start
         index = torch.randperm(len(x), generator=g)[:7]
-        taken = ops.take_rows(x, index)
+        taken = common.take_rows(x, index)
         assert torch.equal(taken, x[index])
         out = torch.zeros_like(x)
-        ops.put_rows(out, index, taken)
+        common.put_rows(out, index, taken)
         assert torch.equal(out[index], x[index]) and int(out.sum()) == int(x[index].to(torch.int64).sum())
 
 
@@ -202,24 +202,24 @@ def test_run_slots_bilinear_equals_affine_image_by_image(images):
         torch.randint(-12, 13, (N,), generator=g).double() + (torch.arange(N) % 3 == 0) * 0.25,
         0.8 + 0.4 * torch.rand(N, generator=g).double(),
     ]).t().gather(1, op.view(N, 1)).view(N)
-    ours = ops.run_slots(images, op, param, names, "bilinear")
+    ours = dispatch.run_slots(images, op, param, names, "bilinear")
     for i in range(N):
-        matrix = ops.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
-        assert torch.equal(ours[i], ops.affine(images[i : i + 1], matrix, "bilinear")[0]), (i, names[int(op[i])])
+        matrix = dispatch.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
+        assert torch.equal(ours[i], geometry.affine(images[i : i + 1], matrix, "bilinear")[0]), (i, names[int(op[i])])
 
 
 def test_one_axis_maps_are_detected():
     m = torch.tensor([0.3, -0.05], dtype=torch.float64)
-    assert ops._one_axis(ops.shear_x_matrix(m, H, W)) == "x" and ops._one_axis(ops.translate_y_matrix(m, H, W)) == "y"
-    assert ops._one_axis(ops.rotate_matrix(torch.tensor([5.0, 0.0], dtype=torch.float64), H, W)) is None
+    assert geometry._one_axis(geometry.shear_x_matrix(m, H, W)) == "x" and geometry._one_axis(geometry.translate_y_matrix(m, H, W)) == "y"
+    assert geometry._one_axis(geometry.rotate_matrix(torch.tensor([5.0, 0.0], dtype=torch.float64), H, W)) is None
     x = torch.randint(0, 256, (2, 3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
-    for axis, fn in (("x", ops.shear_x_matrix), ("y", ops.shear_y_matrix)):
-        assert torch.equal(ops.affine(x, fn(m, H, W), "bilinear"), ops.affine(x, fn(m, H, W), "bilinear", axis=axis))
+    for axis, fn in (("x", geometry.shear_x_matrix), ("y", geometry.shear_y_matrix)):
+        assert torch.equal(geometry.affine(x, fn(m, H, W), "bilinear"), geometry.affine(x, fn(m, H, W), "bilinear", axis=axis))
 
 
 def test_bilinear_reflect_padding_is_symmetric():
     x = torch.arange(4, dtype=torch.uint8).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous() * 10
-    shifted = ops.affine(x, ops.translate_x_matrix(torch.tensor([3.0]), 1, 4), "bilinear", "reflect")
+    shifted = geometry.affine(x, geometry.translate_x_matrix(torch.tensor([3.0]), 1, 4), "bilinear", "reflect")
     assert shifted[0, 0, 0].tolist() == [20, 10, 0, 0]  # (c b a | a b c d)
 
 
@@ -227,15 +227,15 @@ def test_results_are_never_scratch_buffers(images):
     """Ops reuse scratch buffers between calls; what they return must not be one of them."""
     x = images[:8]
     calls = [
-        lambda p: ops.rotate(x, p * 3.0, "bilinear"),
-        lambda p: ops.shear_x(x, p * 0.1, "bilinear"),
-        lambda p: ops.shear_y(x, p * 0.1, "bilinear"),
-        lambda p: ops.translate_x(x, p * 2.0),
-        lambda p: ops.translate_y(x, p * 2.0),
-        lambda p: ops.autocontrast(ops.posterize(x, 8 - p)),
-        lambda p: ops.equalize(ops.solarize(x, 200 - 40 * p)),
-        lambda p: ops.crop_flip(x, p + 1, 7 - p, p % 2 == 0),
-        lambda p: ops.run_slots(x, torch.zeros(8, dtype=torch.long), torch.full((8,), p * 4.0), ["rotate"], "bilinear"),
+        lambda p: geometry.rotate(x, p * 3.0, "bilinear"),
+        lambda p: geometry.shear_x(x, p * 0.1, "bilinear"),
+        lambda p: geometry.shear_y(x, p * 0.1, "bilinear"),
+        lambda p: geometry.translate_x(x, p * 2.0),
+        lambda p: geometry.translate_y(x, p * 2.0),
+        lambda p: pixel.autocontrast(pixel.posterize(x, 8 - p)),
+        lambda p: pixel.equalize(pixel.solarize(x, 200 - 40 * p)),
+        lambda p: geometry.crop_flip(x, p + 1, 7 - p, p % 2 == 0),
+        lambda p: dispatch.run_slots(x, torch.zeros(8, dtype=torch.long), torch.full((8,), p * 4.0), ["rotate"], "bilinear"),
     ]
     for call in calls:
         first = call(1)
@@ -247,17 +247,17 @@ def test_results_are_never_scratch_buffers(images):
 def test_sync_free_paths_equal_affine_image_by_image(images, monkeypatch):
     """On other devices run_slots resamples everything with grid_sample: still the same values
     as `affine` one image at a time, and the same equalize and crop_flip as on CPU."""
-    expected_equalize, g = ops.equalize(images), torch.Generator().manual_seed(6)
+    expected_equalize, g = pixel.equalize(images), torch.Generator().manual_seed(6)
     top, left, flip = torch.randint(0, 9, (N,), generator=g), torch.randint(0, 9, (N,), generator=g), torch.rand(N, generator=g) < 0.5
-    expected_crop = ops.crop_flip(images, top, left, flip)
-    monkeypatch.setattr(ops, "_host", lambda t: False)
-    assert torch.equal(ops.equalize(images), expected_equalize)
-    assert torch.equal(ops.crop_flip(images, top, left, flip), expected_crop)
+    expected_crop = geometry.crop_flip(images, top, left, flip)
+    monkeypatch.setattr(common, "_host", lambda t: False)
+    assert torch.equal(pixel.equalize(images), expected_equalize)
+    assert torch.equal(geometry.crop_flip(images, top, left, flip), expected_crop)
     names = ["rotate", "shear_x", "shear_y", "translate_x"]
     op = torch.arange(N) % len(names)
     param = torch.where(op == 0, (torch.arange(N) % 7 - 3).double() * 4, (torch.arange(N) % 5 - 2).double() * 0.07)
     param = torch.where(op == 3, (torch.arange(N) % 5 - 2).double() * 3, param)
-    ours = ops.run_slots(images, op, param, names, "bilinear")
+    ours = dispatch.run_slots(images, op, param, names, "bilinear")
     for i in range(N):
-        matrix = ops.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
-        assert torch.equal(ours[i], ops.affine(images[i : i + 1], matrix, "bilinear")[0]), i
+        matrix = dispatch.OPS[names[int(op[i])]].matrix(param[i : i + 1], H, W)
+        assert torch.equal(ours[i], geometry.affine(images[i : i + 1], matrix, "bilinear")[0]), i

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robench.augment import POLICIES, make_policy
-from robench.augment import ops
+from robench.augment import common, dispatch, geometry, pixel
 from robench.errors import RobenchError
 
 v2 = pytest.importorskip("torchvision.transforms.v2")
@@ -131,10 +131,10 @@ def test_standard_is_crop_of_padded_image_then_flip():
 def test_base_crop_flip_is_applied_first_unless_base_none():
     x = batch()
     out, d = make_policy("randaugment", num_ops=0)(x, generator=gen(4), return_params=True)
-    assert torch.equal(out, ops.crop_flip(x, d["crop_top"], d["crop_left"], d["flip"]))
+    assert torch.equal(out, geometry.crop_flip(x, d["crop_top"], d["crop_left"], d["flip"]))
     assert torch.equal(make_policy("randaugment", num_ops=0, base="none")(x, generator=gen(4)), x)
     out, d = make_policy("cutout", base="none", size=8)(x, generator=gen(5), return_params=True)
-    assert torch.equal(out, ops.cutout(x, d["cutout_y"], d["cutout_x"], 8))
+    assert torch.equal(out, pixel.cutout(x, d["cutout_y"], d["cutout_x"], 8))
     assert (out == 0).float().mean() > (x == 0).float().mean()
 
 
@@ -145,9 +145,9 @@ def test_simple_policy_draws_flip_rotation_and_zoom_per_image():
     assert 0.8 <= d["zoom_x"].min() and d["zoom_x"].max() <= 1.2 and not torch.equal(d["zoom_x"], d["zoom_y"])
     assert within_sigmas(d["flip"].sum(), 400, 0.5)
     # zero rotation, unit zoom and a flip give exactly the flipped image (reflect fill unused)
-    m = ops.rotate_matrix(torch.zeros(1, dtype=torch.float64), 16, 16)
+    m = geometry.rotate_matrix(torch.zeros(1, dtype=torch.float64), 16, 16)
     m[:, 0] *= -1
-    assert torch.equal(ops.affine(x[:1], m, "bilinear", "reflect"), x[:1].flip(-1))
+    assert torch.equal(geometry.affine(x[:1], m, "bilinear", "reflect"), x[:1].flip(-1))
 
 
 # ----------------------------------------------------------------------------- torchvision-style policies
@@ -175,7 +175,7 @@ def test_randaugment_equals_torchvision_ops_rebuilt_from_draws():
     out, d = make_policy("randaugment", magnitude=13)(x, generator=gen(8), return_params=True)
     tv = v2.RandAugment()
     space = list(tv._AUGMENTATION_SPACE.items())
-    assert [ops.OPS[n].name for n in d["op_names"]] == d["op_names"] and len(space) == len(d["op_names"])
+    assert [dispatch.OPS[n].name for n in d["op_names"]] == d["op_names"] and len(space) == len(d["op_names"])
     equal = 0
     for i in range(len(x)):
         img = d["base"][i]
@@ -297,10 +297,10 @@ def test_augmix_equals_official_definition_rebuilt_from_draws():
     assert close / len(x) >= 0.99
 
     def our_op(img, name, level, sign, h, w):  # the same chain through our ops: exact mixing
-        p = ops.OPS[name]
+        p = dispatch.OPS[name]
         param = torch.tensor([d_param(name, level, sign, h, w)], dtype=torch.float64)
         one = img.unsqueeze(0)
-        res = ops.affine(one, p.matrix(param, h, w), "nearest" if "translate" in name else "bilinear") \
+        res = geometry.affine(one, p.matrix(param, h, w), "nearest" if "translate" in name else "bilinear") \
             if p.matrix is not None else p.apply(one, param)
         return res[0]
 
@@ -374,7 +374,7 @@ def test_sync_free_device_paths_agree_with_the_cpu_ones(name, monkeypatch):
     x = batch(n=48)
     as_float = torch.float32 if name == "augmix" else None
     cpu = make_policy(name)(x, generator=gen(19), dtype=as_float)
-    monkeypatch.setattr(ops, "_host", lambda t: False)
+    monkeypatch.setattr(common, "_host", lambda t: False)
     device = make_policy(name)(x, generator=gen(19), dtype=as_float)
     if name == "augmix":
         diff = (cpu - device).abs()

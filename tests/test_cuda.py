@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from robench.augment import POLICIES, make_policy, ops
+from robench.augment import POLICIES, common, dispatch, make_policy
 from robench.corruptions import corrupt
 from robench.corruptions.protocol import CORRUPTIONS, DETERMINISTIC
 
@@ -106,7 +106,7 @@ def test_elastic_and_spatter_equal_the_cpu_given_the_same_draws():
 # ----------------------------------------------------------------------------- augmentation
 
 
-@pytest.mark.parametrize("name", sorted(ops.OPS))
+@pytest.mark.parametrize("name", sorted(dispatch.OPS))
 def test_every_op_equals_the_cpus_sync_free_path_given_the_same_parameters(name, monkeypatch):
     images = photo_batch(64)
     g = torch.Generator().manual_seed(2)
@@ -117,14 +117,14 @@ def test_every_op_equals_the_cpus_sync_free_path_given_the_same_parameters(name,
     if name in ("posterize", "solarize", "translate_x", "translate_y", "rotate"):
         param = param.trunc()
     for interpolation in ("nearest", "bilinear"):
-        cuda = ops.run_slots(images.cuda(), op.cuda(), param.cuda(), [name], interpolation).cpu()
-        monkeypatch.setattr(ops, "_host", lambda t: False)
-        cpu = ops.run_slots(images, op, param, [name], interpolation)
+        cuda = dispatch.run_slots(images.cuda(), op.cuda(), param.cuda(), [name], interpolation).cpu()
+        monkeypatch.setattr(common, "_host", lambda t: False)
+        cpu = dispatch.run_slots(images, op, param, [name], interpolation)
         monkeypatch.undo()
         diff = (cuda.int() - cpu.int()).abs()
         # pixel ops are exact; grid_sample on CUDA computes positions with other float32 roundings
-        assert diff.max() <= (0 if ops.OPS[name].matrix is None else 255), (name, interpolation)
-        assert (diff == 0).double().mean() >= (1.0 if ops.OPS[name].matrix is None else 0.99), (name, interpolation)
+        assert diff.max() <= (0 if dispatch.OPS[name].matrix is None else 255), (name, interpolation)
+        assert (diff == 0).double().mean() >= (1.0 if dispatch.OPS[name].matrix is None else 0.99), (name, interpolation)
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

@@ -9,7 +9,7 @@ import yaml
 from host_syncs import HostSyncs
 from torch import nn
 
-from robench.augment import ops
+from robench.augment import common
 from robench.config import EvalConfig, TrainConfig
 from robench.corruptions import corrupt
 from robench.corruptions.protocol import DETERMINISTIC
@@ -38,7 +38,7 @@ def syncs_in_one_epoch(tmp_path, steps: int, **options) -> HostSyncs:
 def test_the_training_loop_reads_nothing_back_per_step(tmp_path, monkeypatch, options):
     """An epoch of 5 steps makes as many host reads, and as many tensors from Python data, as one
     of 2 (the epoch's own: loss and error sums, the test count), on the GPU paths of every op."""
-    monkeypatch.setattr(ops, "_host", lambda t: False)
+    monkeypatch.setattr(common, "_host", lambda t: False)
     two, five = syncs_in_one_epoch(tmp_path, 2, **options), syncs_in_one_epoch(tmp_path, 5, **options)
     assert five.count == two.count <= 3, (dict(two.sites), dict(five.sites))
     assert five.uploads <= two.uploads, (dict(two.sites), dict(five.sites))
@@ -56,7 +56,7 @@ def test_the_sync_counter_sees_a_read_per_step(tmp_path, monkeypatch):
         return loss, logits
 
     monkeypatch.setattr(train_module.Step, "__call__", reading)
-    monkeypatch.setattr(ops, "_host", lambda t: False)
+    monkeypatch.setattr(common, "_host", lambda t: False)
     two, five = syncs_in_one_epoch(tmp_path, 2), syncs_in_one_epoch(tmp_path, 5)
     assert five.count - two.count == 3
 

@@ -10,7 +10,7 @@ reproduced are in docs/faithfulness.md.
 """
 
 from .mixers import MIXERS, make_mixer
-from .ops import OPS, run_slots
+from .dispatch import OPS, run_slots
 from .policies import POLICIES, make_policy
 
 __all__ = ["MIXERS", "make_mixer", "OPS", "run_slots", "POLICIES", "make_policy"]

@@ -28,7 +28,7 @@ from torch import Tensor
 from ..errors import RobenchError
 from ..images import as_batch, generator_for
 from ..registry import Param, Registry, resolve_params
-from . import ops
+from . import common, dispatch, geometry, pixel
 from .workspace import thread_workspace
 
 # ----------------------------------------------------------------------------- random draws
@@ -76,7 +76,7 @@ def standard_crop_flip(x: Tensor, gen, draws: dict, pad: int = 4) -> Tensor:
     top, left = _randint(0, 2 * pad + 1, (n,), gen, dev), _randint(0, 2 * pad + 1, (n,), gen, dev)
     flip = _rand((n,), gen, dev) < 0.5
     draws.update(crop_top=top, crop_left=left, flip=flip)
-    return ops.crop_flip(x, top, left, flip, pad)
+    return geometry.crop_flip(x, top, left, flip, pad)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -178,11 +178,11 @@ class Simple(Policy):
         zoom_x = 1 + (_rand((n,), gen, dev) * 2 - 1) * c["zoom"]  # > 1 zooms out, as in Keras
         zoom_y = 1 + (_rand((n,), gen, dev) * 2 - 1) * c["zoom"]
         draws.update(flip=flip, angle=angle, zoom_x=zoom_x, zoom_y=zoom_y)
-        m = ops.rotate_matrix(angle, *x.shape[-2:])  # (N, 2, 3), no translation
+        m = geometry.rotate_matrix(angle, *x.shape[-2:])  # (N, 2, 3), no translation
         m[:, :, :2] *= torch.stack([zoom_x, zoom_y], 1).view(n, 1, 2)  # rotation @ diag(zoom)
         m[:, 0] *= torch.where(flip, -1.0, 1.0).to(m.dtype).view(n, 1)  # then flip: x -> -x
         padding = "reflect" if c["fill_mode"] == "reflect" else "zeros"
-        return ops.affine(x, m, c["interpolation"], padding)
+        return geometry.affine(x, m, c["interpolation"], padding)
 
 
 @POLICIES.register()
@@ -198,7 +198,7 @@ class Cutout(Policy):
         n, h, w = x.shape[0], *x.shape[-2:]
         cy, cx = _randint(0, h, (n,), gen, x.device), _randint(0, w, (n,), gen, x.device)
         draws.update(cutout_y=cy, cutout_x=cx)
-        return ops.cutout(x, cy, cx, self.config["size"])
+        return pixel.cutout(x, cy, cx, self.config["size"])
 
 
 # ----------------------------------------------------------------------------- torchvision-style spaces
@@ -302,7 +302,7 @@ def param_tables(space: dict, bins: int, h: int, w: int, device) -> tuple[Tensor
         m = magnitudes(bins, h, w).to(torch.float64)  # torchvision: float(magnitudes[i])
         pos[k] = convert(m)
         neg[k] = convert(-m) if signed else convert(m)
-    dtype = ops._exact_dtype(torch.device(device))
+    dtype = common._exact_dtype(torch.device(device))
     return pos.to(device=device, dtype=dtype), neg.to(device=device, dtype=dtype)
 
 
@@ -353,7 +353,7 @@ class RandAugment(_SpacePolicy):
         negative = _rand((n, c["num_ops"]), gen, dev) <= 0.5  # used by signed ops only
         param = torch.where(negative, _take(neg, op), _take(pos, op))
         draws.update(ops=op, negative=negative, params=param, op_names=self.op_names)
-        return ops.run_slots(x, op, param, self.op_names, c["interpolation"])
+        return dispatch.run_slots(x, op, param, self.op_names, c["interpolation"])
 
 
 @POLICIES.register()
@@ -379,7 +379,7 @@ class TrivialAugment(_SpacePolicy):
         index = op * bins + level
         param = torch.where(negative, _take(neg.view(-1), index), _take(pos.view(-1), index))
         draws.update(ops=op, bins=level, negative=negative, params=param, op_names=self.op_names)
-        return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
+        return dispatch.run_slots(x, op, param, self.op_names, self.config["interpolation"])
 
 
 @POLICIES.register()
@@ -416,7 +416,7 @@ class AutoAugment(_SpacePolicy):
         param = torch.where(negative, neg.index_select(0, sub), pos.index_select(0, sub))
         draws.update(subpolicy=sub, applied=applied, negative=negative, ops=op, params=param,
                      op_names=self.op_names)
-        return ops.run_slots(x, op, param, self.op_names, self.config["interpolation"])
+        return dispatch.run_slots(x, op, param, self.op_names, self.config["interpolation"])
 
 
 # ----------------------------------------------------------------------------- AugMix
@@ -518,7 +518,7 @@ class AugMix(Policy):
         with thread_workspace().frame() as frame:
             chains = frame.empty((width, n, 3, h, w), torch.uint8, dev)
             chains.copy_(x.unsqueeze(0).expand(width, n, 3, h, w))
-            ops.run_slots(
+            dispatch.run_slots(
                 chains.view(width * n, 3, h, w),
                 run.transpose(0, 1).reshape(width * n, max_depth),
                 param.transpose(0, 1).reshape(width * n, max_depth),
