@@ -4,7 +4,7 @@
 # On a machine with CUDA it runs, in under 7 minutes and without installing anything (plain
 # python3 with PYTHONPATH=.; needs torch, torchvision, numpy, pyyaml, typer, rich, pandas, not
 # `datasets`):
-#   1. the CUDA-marked tests (tests/test_cuda.py)                             -> tests.log, tests.xml
+#   1. the CUDA-marked tests (tests/runtime/test_cuda.py)                             -> tests.log, tests.xml
 #   2. benchmarks/corruptions.py --device cuda: 19 x 5 over 10,000 images     -> corruptions.jsonl
 #   3. benchmarks/eval_throughput.py --device cuda: ResNet-18, clean + 19 x 5 -> eval.jsonl
 #   4. benchmarks/augment.py --device cuda: batches of 512 and 4096           -> augment.jsonl
@@ -42,7 +42,7 @@ step() {  # step NAME SECONDS COMMAND...: stdout to NAME.jsonl, stderr to NAME.l
 }
 
 rm -f "$OUT/steps.jsonl"
-step tests 120 "$PYTHON" -m pytest tests/test_cuda.py -q -p no:cacheprovider --junitxml="$OUT/tests.xml"
+step tests 120 "$PYTHON" -m pytest tests/runtime/test_cuda.py -q -p no:cacheprovider --junitxml="$OUT/tests.xml"
 step corruptions 45 "$PYTHON" benchmarks/corruptions.py --device cuda --n 10000
 step eval 120 "$PYTHON" benchmarks/eval_throughput.py --device cuda --model resnet18 --n 10000 --corruptions 19 \
     --reference-corruptions 1 --batch-size 1000 --workers 8

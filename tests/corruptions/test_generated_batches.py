@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from robench.corruptions import registry
-from robench.corruptions.protocol import CHUNK, chunk_seed, generated_batches
-from robench.corruptions.registry import corrupt
+from robench.corruptions.protocol import CHUNK, chunk_seed
+from robench.corruptions.registry import corrupt, generated_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 2 * CHUNK + 200  # two whole chunks and a partial one

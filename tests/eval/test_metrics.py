@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from robench.metrics import CellMetrics
+from robench.eval.metrics import CellMetrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

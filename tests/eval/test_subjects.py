@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from robench.config import EvalConfig
-from robench.evaluate import evaluate, model_fingerprint
-from robench.runfiles import read_eval_csv
-from robench.subjects import resolve
+from robench.eval.loop import evaluate_run
+from robench.runfolder.files import read_eval_csv
+from robench.eval.subjects import model_fingerprint, resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 16
@@ -72,13 +72,13 @@ def test_a_new_checkpoint_at_the_same_path_is_evaluated_again(factory, tmp_path)
     checkpoint = tmp_path / "weights.pt"
     torch.save(weights(1.0), checkpoint)
     cfg = config(factory, checkpoint, tmp_path / "results")
-    out = evaluate(cfg, echo=quiet)
+    out = evaluate_run(cfg, echo=quiet)
     before = read_eval_csv(out)
-    evaluate(cfg, echo=quiet)
+    evaluate_run(cfg, echo=quiet)
     assert last_evaluation(out) == {"computed": 0, "skipped": 1}  # unchanged: the clean cell is done
 
     torch.save(weights(-3.0), checkpoint)
-    evaluate(cfg, echo=quiet)
+    evaluate_run(cfg, echo=quiet)
     assert last_evaluation(out) == {"computed": 1, "skipped": 0}
     after = read_eval_csv(out)
     assert len(after) == 1 and (after[0]["correct"], after[0]["nll"]) != (before[0]["correct"], before[0]["nll"])

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from runfolders import constant, make_run
 
-from robench.report import report
-from robench.stats import difference, t_quantile
+from robench.report.leaderboard import report
+from robench.report.stats import difference, t_quantile
 
 
 def board_row(rep, run):

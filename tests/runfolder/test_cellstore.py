@@ -1,8 +1,8 @@
 """CellStore, the eval CSV as a store of finished cells: a cell is done only for the identity it was
 computed with, and a frost cell only with the frost textures it was computed with."""
 
-from robench.evalstore import CellStore
-from robench.runfiles import read_eval_csv
+from robench.runfolder.cellstore import CellStore
+from robench.runfolder.files import read_eval_csv
 
 IDENTITY = dict(dataset="shapes10", source="generated", seed=0, n=10, checkpoint_sha256="ab" * 32)
 CELLS = [("clean", 0), ("frost", 1), ("frost", 2), ("fog", 1)]

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from robench.faults import StopSignals, non_finite
+from robench.train.interrupts import StopSignals, non_finite
 
 CPU = torch.device("cpu")
 

@@ -6,7 +6,7 @@ import io
 
 import torch
 
-from robench.resume import rng_state, set_rng_state
+from robench.train.resume import rng_state, set_rng_state
 
 
 def draws(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from robench.augment import make_policy
 from robench.config import TrainConfig, resolve
 from robench.train.loop import check_names
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def recipe(name: str) -> TrainConfig:

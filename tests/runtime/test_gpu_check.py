@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: gpu-check would really run")
@@ -29,7 +29,7 @@ import importlib.util, sys
 sys.modules["datasets"] = None  # any `import datasets` now fails
 sys.path[:0] = ["tests", "."]
 for path in ["benchmarks/corruptions.py", "benchmarks/eval_throughput.py", "benchmarks/augment.py",
-             "benchmarks/train_step.py", "benchmarks/gpu_summary.py", "tests/test_cuda.py"]:
+             "benchmarks/train_step.py", "benchmarks/gpu_summary.py", "tests/runtime/test_cuda.py"]:
     spec = importlib.util.spec_from_file_location(path.replace("/", "_")[:-3], path)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 import robench.cli, robench.train.loop, robench.eval.loop, robench.eval.api, robench.demo, robench.data.csets

@@ -30,7 +30,7 @@ from robench.eval.loop import Forward, evaluate_run
 from robench.models import build_model
 from robench.runfolder.files import read_eval_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUIET = lambda *_: None  # noqa: E731
 LIMIT = 1100
 DATA_DIR = None  # set by the run fixture
