@@ -162,9 +162,9 @@ def report(
                                                         "repeatable."),
     **flags,
 ):
-    from robench.report.leaderboard import run
+    from robench.report.leaderboard import write_report
 
-    text, warnings = run(folders, out or [], resolve_flags(ReportConfig, None, flags))
+    text, warnings = write_report(folders, out or [], resolve_flags(ReportConfig, None, flags))
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(text, nl=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 
-from robench.report.formats import TITLES, display_tables, is_number, notes
+from robench.report.views import TITLES, display_tables, is_number, notes
 
 SCRIPT = """
 // Click a column header to sort by it; click again to reverse. Numbers sort as numbers ('24.10 ± 0.40 (3)'

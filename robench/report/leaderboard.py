@@ -32,7 +32,8 @@ from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, STANDARD, shor
 from robench.eval.cell import CLEAN, STANDARD_CELLS, grid
 from robench.config import ReportConfig
 from robench.errors import RobenchError
-from robench.report.formats import TITLES, check_outputs, render, write_output
+from robench.report.formats import check_outputs, render, write_output
+from robench.report.views import TITLES
 from robench.report.tidy import Results, load
 from robench.report.tidy import CALIBRATION
 
@@ -332,7 +333,7 @@ def report(folders: list[Path], baseline: str | None = None, group: bool = True,
     return build(results, baseline=baseline, group=group, sort=sort)
 
 
-def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, list[str]]:
+def write_report(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, list[str]]:
     """The `robench report` verb: (what to print, warning lines). Every argument is checked before
     anything is written."""
     check_outputs(outs)

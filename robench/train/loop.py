@@ -98,8 +98,8 @@ class Step:
 
 
 @dataclass
-class Run:
-    """Everything a training run holds while it trains."""
+class Training:
+    """Everything a training holds while it trains: its config, data, model, optimizer and where it writes."""
 
     cfg: TrainConfig
     run_dir: Path
@@ -149,7 +149,7 @@ def resolve_run(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Run:
+def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Training:
     """Resolve the config, check every name, load the data and make the model, optimizer and step.
     Nothing is written yet."""
     set_data_dir(cfg.data_dir)
@@ -191,7 +191,7 @@ def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Ru
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.epochs * len(loader), cfg.min_lr)
     step = Step(cfg, forward, train_split.num_classes, device, teacher)
-    return Run(cfg, run_dir, device, train_split, test_split, model, forward, loader, optimizer, scheduler, step)
+    return Training(cfg, run_dir, device, train_split, test_split, model, forward, loader, optimizer, scheduler, step)
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -214,7 +214,7 @@ class Position:
         return cls(epoch, 0, torch.zeros((), device=device), torch.zeros((), dtype=torch.long, device=device))
 
 
-def train_one_epoch(run: Run, at: Position, stop: interrupts.StopSignals | None = None) -> dict:
+def train_one_epoch(run: Training, at: Position, stop: interrupts.StopSignals | None = None) -> dict:
     """The rest of epoch `at.epoch` from batch `at.step`; returns the epoch's metrics row (read from
     the device once). Checkpoints every --checkpoint-every steps; on SIGINT/SIGTERM checkpoints and
     raises interrupts.Interrupted."""
@@ -262,7 +262,7 @@ def train_one_epoch(run: Run, at: Position, stop: interrupts.StopSignals | None 
                 images_per_s=f"{seen / seconds:.1f}", seconds=f"{seconds:.2f}")
 
 
-def totals(run: Run, at: Position) -> tuple[float, int, int, float]:
+def totals(run: Training, at: Position) -> tuple[float, int, int, float]:
     """The epoch's (loss sum, wrong, images, non-finite flag) so far, summed over the ranks: one
     all-reduce and one device read."""
     packed = torch.stack([at.loss_sum.double(), at.wrong.double(),
@@ -272,13 +272,13 @@ def totals(run: Run, at: Position) -> tuple[float, int, int, float]:
     return loss_sum, int(wrong), int(seen), bad
 
 
-def last_good(run: Run) -> str:
+def last_good(run: Training) -> str:
     if run.folder is None or not (run.folder / CHECKPOINT).exists():
         return "none was written yet"
     return f"{run.folder / CHECKPOINT}"
 
 
-def save_checkpoint(run: Run, at: Position) -> None:
+def save_checkpoint(run: Training, at: Position) -> None:
     """Everything needed to continue from `at` (robench.resume), written atomically by rank 0 after
     checking that the loss and the weights are finite. Every rank must call it (the ranks' random
     states are gathered)."""
@@ -297,14 +297,14 @@ def save_checkpoint(run: Run, at: Position) -> None:
                       run.folder / CHECKPOINT)
 
 
-def save_epoch(run: Run, epoch: int) -> None:
+def save_epoch(run: Training, epoch: int) -> None:
     """The metrics so far and the checkpoint at the end of `epoch`, each written atomically."""
     if distributed.is_main():
         atomic_write_csv(run.folder / METRICS, METRIC_FIELDS, run.rows)
     save_checkpoint(run, Position.start(epoch, run.device))
 
 
-def restore(run: Run) -> Position:
+def restore(run: Training) -> Position:
     """Load the run's last checkpoint into `run`; returns where to continue."""
     checkpoint = load_resumable(run.run_dir, distributed.world_size())
     run.model.load_state_dict(checkpoint["state_dict"])
@@ -376,7 +376,7 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
     return finish(run, started)
 
 
-def finish(run: Run, started: float) -> Path:
+def finish(run: Training, started: float) -> Path:
     """run.json (rank 0), written last: its presence says the run is complete."""
     cfg, split = run.cfg, run.train_split
     if distributed.is_main():

@@ -11,6 +11,7 @@ from runfolders import CORRUPTIONS, EXTRA, STANDARD, constant, make_run
 
 from robench.report import leaderboard as R
 from robench.report import formats as F
+from robench.report import views as V
 from robench.errors import RobenchError
 from robench.report.stats import difference, t_quantile
 from robench.report.tidy import load
@@ -23,7 +24,7 @@ def board_row(rep, run):
 
 
 def shown(rep, view, run, column):
-    header, rows = F.display_tables(rep)[view]
+    header, rows = V.display_tables(rep)[view]
     row = next(r for r in rows if r[header.index("run")] == run)
     return row[header.index(column)]
 
@@ -214,9 +215,9 @@ def test_calibration_columns_when_present(tmp_path):
     assert row["ECE"] == pytest.approx(3.0) and row["RMS-CE"] == pytest.approx(6.7) and row["NLL"] == pytest.approx(0.4)
     assert row["RMS-CE s5"] == pytest.approx(100 * (0.1 + 0.007)) and row["RMS-CE clean"] == pytest.approx(0.0)
     assert shown(rep, "leaderboard", "cal", "RMS-CE") == "6.70" and shown(rep, "leaderboard", "plain", "ECE") == "-"
-    header, _ = F.display_tables(rep)["leaderboard"]
+    header, _ = V.display_tables(rep)["leaderboard"]
     assert header[-4:] == ["RMS-CE", "ECE", "NLL", "status"]
-    assert "nll" in rep.cells.columns and "RMS-CE" not in F.display_tables(R.report([tmp_path / "plain"]))["leaderboard"][0]
+    assert "nll" in rep.cells.columns and "RMS-CE" not in V.display_tables(R.report([tmp_path / "plain"]))["leaderboard"][0]
 
 
 def test_tidy_table_has_every_cell_and_writes_whole(tmp_path):
