@@ -210,18 +210,18 @@ def run_in_process(argv, monkeypatch, capsys) -> tuple[int, str, str]:
     return exit_.value.code, out.out, out.err
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypatch, capsys):
-    name, argv, setup, message = case
-    if setup:
-        setup(world)
+def refused(argv, world, monkeypatch, capsys, message, in_subprocess=False, env=None) -> str:
+    """Run `argv` (placeholders filled) and check the contract: exit 2, one line naming the problem,
+    no traceback, the world unchanged. Returns the line."""
     argv = fill(argv, world)
     before = snapshot(world)
-    if name in SUBPROCESS:
+    if in_subprocess:
         done = subprocess.run([sys.executable, "-m", "robench", *argv], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=world, timeout=120)
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=world, timeout=120)
         code, out, err = done.returncode, done.stdout, done.stderr
     else:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
         code, out, err = run_in_process(argv, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
@@ -230,7 +230,41 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypat
     assert "Traceback" not in out + err
     assert snapshot(world) == before, "the world changed"
     assert not (world.parent / "escape").exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypatch, capsys):
+    name, argv, setup, message = case
+    if setup:
+        setup(world)
+    refused(argv, world, monkeypatch, capsys, message, in_subprocess=name in SUBPROCESS)
 
 
 def test_the_catalogue_is_large_and_each_case_distinct():
     assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def contents(folder: Path) -> dict:
+    """Every file under `folder` (hidden ones included) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("files", [
+    {"thesis.tex": b"\\documentclass{article}\n% three years of work\n", "notes.txt": b"do not lose\n"},
+    {"config.yaml": b"model: small-cnn\n", "checkpoint.pt": b"not robench's", "thesis.tex": b"mine\n"},
+    {".git/HEAD": b"ref: refs/heads/main\n", ".git/config": b"[core]\n"},  # hidden files count too
+    {"run.json": b"{}", "eval/plot.png": b"\x89PNG"},
+], ids=["thesis-and-notes", "run-files-and-a-thesis", "a-git-repository", "a-png-in-eval"])
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "plain"])
+def test_train_never_replaces_a_folder_that_is_not_a_run(files, overwrite, world, monkeypatch, capsys):
+    """--overwrite replaces only a robench run; a user's folder under the run's name survives
+    byte-identical (before the fix, `--overwrite` deleted thesis.tex and notes.txt and wrote a run)."""
+    mine = world / "results" / "notarun"
+    for name, data in files.items():
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_bytes(data)
+    before = contents(mine)
+    argv = TRAIN + ["--name", "notarun"] + (["--overwrite"] if overwrite else [])
+    refused(argv, world, monkeypatch, capsys, "is not a robench run")
+    assert contents(mine) == before == {k: v for k, v in files.items()}
