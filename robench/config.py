@@ -19,6 +19,7 @@ import yaml
 
 from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_severities
 from robench.errors import RobenchError
+from robench.runfiles import check_run_name
 
 
 def option(default: Any, help: str, flag: str | None = None):
@@ -95,6 +96,8 @@ class TrainConfig:
         if self.kd_temperature <= 0:
             raise RobenchError(f"--kd-temperature must be positive, got {self.kd_temperature}")
         check_device(self.device)
+        if self.name is not None:  # '' too: an empty --name must not silently become the default
+            check_run_name(self.name)
         return self
 
 
@@ -166,6 +169,9 @@ class EvalConfig:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
         parse_corruptions(self.corruptions), parse_severities(self.severities)
         check_device(self.device)
+        for name in (self.name, self.ensemble):  # each becomes a folder in --out-dir
+            if name is not None:
+                check_run_name(name)
         return self
 
 

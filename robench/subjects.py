@@ -20,7 +20,7 @@ from torch import nn
 
 from robench.errors import RobenchError
 from robench.models import external
-from robench.runfiles import CONFIG, RUN_JSON, read_config, read_json, safe_name, write_json
+from robench.runfiles import CONFIG, RUN_JSON, check_run_name, read_config, read_json, safe_name, write_json
 
 
 @dataclass
@@ -218,10 +218,13 @@ def resolve(cfg) -> Subject:
     # Runs in an ensemble supply the dataset default; otherwise CIFAR-10.
     runs = [read_config(Path(s)) for s, k in zip(specs, kinds) if k == "run"]
     dataset = cfg.dataset or (runs[0].get("dataset") if runs else "cifar10")
-    name = cfg.ensemble or cfg.name or default_name(specs[0])
-    run_dir = Path(cfg.out_dir) / safe_name(name)
+    # A name the user gives is used as given, or refused (as train's --name): a silently changed
+    # name ('a/b' -> 'a_b') or one that leaves --out-dir ('..') puts results where nobody looks.
+    given = cfg.ensemble if cfg.ensemble is not None else cfg.name
+    name = check_run_name(given if given is not None else safe_name(default_name(specs[0])))
+    run_dir = Path(cfg.out_dir) / name
     check_results_folder(run_dir, specs)
-    return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, safe_name(name))
+    return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, name)
 
 
 def default_name(spec: str) -> str:

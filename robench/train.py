@@ -141,7 +141,7 @@ def load_teacher(cfg: TrainConfig, device: torch.device, num_classes: int, probe
 def resolve_run(cfg: TrainConfig) -> TrainConfig:
     """Fill in what the config leaves to defaults (lr, name, parameters) and check every name."""
     cfg.lr = default_lr(cfg.optimizer) if cfg.lr is None else cfg.lr
-    cfg.name = check_run_name(cfg.name or default_run_name(cfg))
+    cfg.name = check_run_name(cfg.name if cfg.name is not None else default_run_name(cfg))
     check_names(cfg)
     return cfg
 

@@ -115,6 +115,9 @@ TRAIN = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1
          "--out-dir", "{results}", "--data-dir", "{data}"]
 CONFIGURED = ["train", "--out-dir", "{results}", "--data-dir", "{data}", "--config"]  # the rest from the YAML
 EVAL = ["eval", "{run}", "--corruptions", "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
+# A model robench did not train: small-cnn's state dict from the run's checkpoint, results to {results}/<name>.
+EXTERNAL = ["eval", "small-cnn", "--checkpoint", "{run}/checkpoint.pt", "--out-dir", "{results}", "--corruptions",
+            "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
 GOOD_ROWS = b"corruption,severity,n,correct,error,dataset,source,seed,frost_textures\nclean,0,40,4,90.0000,cifar10,generated,0,\n"
 
 # (id, argv with {placeholders}, a setup of the world or None, what the one line must say)
@@ -186,6 +189,14 @@ CASES = [
     ("csv-random-bytes", ["report", "{results}"], with_eval_csv(bytes(range(128, 256)) * 8), "not a readable CSV"),
     ("csv-missing-columns", ["report", "{results}"], with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
     ("csv-damaged-before-eval", EVAL, with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
+    # every name that becomes a folder is checked as train's --name is (issue #22)
+    ("eval-name-escapes", EXTERNAL + ["--name", ".."], None, "run name '..' must be a plain folder name"),
+    ("ensemble-escapes", EVAL + ["{run}", "--ensemble", "..", "--out-dir", "{results}"], None,
+     "run name '..' must be a plain folder name"),
+    ("ensemble-with-a-slash", EVAL + ["{run}", "--ensemble", "a/b", "--out-dir", "{results}"], None,
+     "run name 'a/b' must be a plain folder name"),
+    ("train-name-empty", TRAIN + ["--name", ""], None, "run name '' must be a plain folder name"),
+    ("eval-name-empty", EXTERNAL + ["--name", ""], None, "run name '' must be a plain folder name"),
 ]
 SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
 
