@@ -149,6 +149,9 @@ class EvalConfig:
     name: str | None = option(None, "Results folder name of a model robench did not train. [default: from the "
                                     "model, e.g. timm-resnet18]")
     out_dir: str = option("results", "Where results folders of models robench did not train go.")
+    trust_code: bool = option(False, "Re-evaluating a results folder whose run.json records code (file.py:factory, a "
+                                     "TorchScript or torch.export file): load that code. Without it robench runs only "
+                                     "code named on the command line.")
     save_predictions: bool = option(False, "Also write each image's predicted class and confidence per cell to "
                                            "eval/<dataset>-<source>-predictions.npz.")
 

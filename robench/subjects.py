@@ -208,7 +208,12 @@ def resolve(cfg) -> Subject:
         run_dir = Path(specs[0])
         run = read_json(run_dir / RUN_JSON)
         recorded = run["source"]
-        members = recorded.get("members", [recorded])
+        members = recorded.get("members", [recorded]) if isinstance(recorded, dict) else None
+        if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("spec"), str)
+                                                    for m in members) or not isinstance(recorded.get("options"), dict):
+            raise RobenchError(f"{run_dir / RUN_JSON} is damaged (its 'source' does not say how the model was built); "
+                               f"evaluate the model itself again with --name {run_dir.name}")
+        check_trusted([m["spec"] for m in members], run_dir, cfg.trust_code)
         dataset = cfg.dataset or run.get("dataset", "cifar10")
         return Subject([m["spec"] for m in members], run_dir, False, dataset, cfg.limit, {},
                        ModelOptions(**recorded["options"]), run_dir.name, label=run.get("model"))
@@ -225,6 +230,18 @@ def resolve(cfg) -> Subject:
     run_dir = Path(cfg.out_dir) / name
     check_results_folder(run_dir, specs)
     return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, name)
+
+
+def check_trusted(specs: list[str], run_dir: Path, trust_code: bool) -> None:
+    """A results folder is data someone may have sent: the code its run.json records (a factory
+    file, a TorchScript or torch.export program) is loaded only when the user trusts the folder
+    (--trust-code), or names that code again on the command line (then it is not read from here)."""
+    code = [s for s in specs if ".py:" in s or Path(s).suffix in (".pt2", ".ts")
+            or (Path(s).is_file() and external.is_torchscript(Path(s)))]
+    if code and not trust_code:
+        raise RobenchError(f"{run_dir / RUN_JSON} records code ({code[0]}) that evaluating it would run; robench runs "
+                           f"only code named on the command line: give it again (robench eval {code[0]} --name "
+                           f"{run_dir.name} --out-dir {run_dir.parent}) or pass --trust-code if you trust this folder")
 
 
 def default_name(spec: str) -> str:

@@ -7,6 +7,7 @@ CliRunner and robench's own entry point `main` (so click's usage errors go throu
 in a shell); a few run as real subprocesses.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -111,6 +112,37 @@ def wrong_checksum(w):
     formats.cifar_tarball(w / "inputs" / "data2", n_train=4, n_test=4)
 
 
+EVIL = """
+from pathlib import Path
+Path(__file__).with_name("marker").write_text("imported")  # importing this file runs code
+
+
+def build(num_classes=10):
+    Path(__file__).with_name("marker").write_text("called")
+    raise SystemExit("the factory ran")
+"""
+
+
+def recorded(*specs):
+    """results/r becomes the results folder of a model robench did not train whose run.json records
+    `specs` (an ensemble when several; none: a damaged source); inputs/evil.py writes inputs/marker
+    when imported. Evaluating the folder must not import it."""
+    def setup(w):
+        run = w / "results" / "r"
+        (run / "config.yaml").unlink()
+        (run / "checkpoint.pt").rename(w / "inputs" / "checkpoint.pt")
+        (w / "inputs" / "evil.py").write_text(EVIL)
+        (w / "inputs" / "evil.ts").write_bytes(b"PK")  # never opened
+        members = [{"kind": "factory", "spec": fill([s], w)[0], "options": {}} for s in specs]
+        source = {"kind": "ensemble", "members": members} if len(members) > 1 else (members or [[]])[0]
+        if isinstance(source, dict):
+            source["options"] = {"checkpoint": None, "pretrained": False, "input_range": None, "normalize": None,
+                                 "image_size": None}
+        (run / "run.json").write_text(json.dumps({"name": "r", "model": "mine", "policy": "external",
+                                                  "dataset": "cifar10", "source": source}))
+    return setup
+
+
 TRAIN = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1", "--device", "cpu",
          "--out-dir", "{results}", "--data-dir", "{data}"]
 CONFIGURED = ["train", "--out-dir", "{results}", "--data-dir", "{data}", "--config"]  # the rest from the YAML
@@ -197,6 +229,12 @@ CASES = [
      "run name 'a/b' must be a plain folder name"),
     ("train-name-empty", TRAIN + ["--name", ""], None, "run name '' must be a plain folder name"),
     ("eval-name-empty", EXTERNAL + ["--name", ""], None, "run name '' must be a plain folder name"),
+    # a results folder someone sent runs no code by being evaluated (issue #22)
+    ("folder-records-a-factory", EVAL, recorded("{inputs}/evil.py:build"), "pass --trust-code if you trust"),
+    ("folder-records-an-ensemble-with-a-factory", EVAL, recorded("{inputs}/evil.py:build", "{run}"),
+     "pass --trust-code if you trust"),
+    ("folder-records-torchscript", EVAL, recorded("{inputs}/evil.ts"), "records code"),
+    ("folder-source-damaged", EVAL, recorded(), "is damaged"),
 ]
 SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
 
@@ -279,3 +317,23 @@ def test_train_never_replaces_a_folder_that_is_not_a_run(files, overwrite, world
     argv = TRAIN + ["--name", "notarun"] + (["--overwrite"] if overwrite else [])
     refused(argv, world, monkeypatch, capsys, "is not a robench run")
     assert contents(mine) == before == {k: v for k, v in files.items()}
+
+
+def test_evaluating_a_folder_never_imports_the_code_its_run_json_records(world, monkeypatch, capsys):
+    """A results folder of a user's model, then its factory file is swapped for one that writes a
+    marker when imported (a folder someone sent you). Evaluating the folder is refused and imports
+    nothing; --trust-code (the explicit opt-in) does import it, which shows the marker works."""
+    net = world / "inputs" / "net.py"
+    net.write_text("import torch\n\ndef build(num_classes=10):\n    torch.manual_seed(0)\n"
+                   "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))\n")
+    code, out, err = run_in_process(fill(["eval", f"{net}:build", "--name", "mine", "--out-dir", "{results}",
+                                          "--corruptions", "none", "--device", "cpu", "--data-dir", "{data}"], world),
+                                    monkeypatch, capsys)
+    assert code == 0, err
+    net.write_text(EVIL)
+    marker = world / "inputs" / "marker"
+    again = ["eval", "{results}/mine", "--corruptions", "none", "--device", "cpu", "--data-dir", "{data}"]
+    refused(again, world, monkeypatch, capsys, "pass --trust-code if you trust this folder")
+    assert not marker.exists()
+    code, out, err = run_in_process(fill(again + ["--trust-code"], world), monkeypatch, capsys)
+    assert marker.read_text() == "called" and code != 0  # trusted: the recorded file was imported and called
