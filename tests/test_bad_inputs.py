@@ -143,6 +143,15 @@ def recorded(*specs):
     return setup
 
 
+def grid(slurm: dict):
+    """inputs/grid.yaml: one tiny run into results/grid, with these #SBATCH options."""
+    def setup(w):
+        (w / "inputs" / "grid.yaml").write_text(yaml.safe_dump({
+            "out_dir": str(w / "results" / "grid"), "set": {"dataset": "cifar10", "model": "small-cnn", "epochs": 1},
+            "slurm": slurm}))
+    return setup
+
+
 TRAIN = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1", "--device", "cpu",
          "--out-dir", "{results}", "--data-dir", "{data}"]
 CONFIGURED = ["train", "--out-dir", "{results}", "--data-dir", "{data}", "--config"]  # the rest from the YAML
@@ -235,6 +244,11 @@ CASES = [
      "pass --trust-code if you trust"),
     ("folder-records-torchscript", EVAL, recorded("{inputs}/evil.ts"), "records code"),
     ("folder-source-damaged", EVAL, recorded(), "is damaged"),
+    # every value written into a generated script stays on its line (issue #22)
+    ("slurm-value-with-a-newline", ["sweep", "{inputs}/grid.yaml", "--slurm"], grid({"partition": "gpu\ntouch pwned"}),
+     "#SBATCH option partition 'gpu\\ntouch pwned' holds a newline"),
+    ("sbatch-flag-with-a-newline", ["sweep", "{inputs}/grid.yaml", "--slurm", "--sbatch", 'time="1:00\\ntouch pwned"'],
+     grid({}), "holds a newline"),
 ]
 SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
 
