@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench.errors import RobenchError
+from robench.errors import RobenchError, debugging
 from robench.models import external
 from robench.runfiles import CONFIG, RUN_JSON, check_run_name, read_config, read_json, safe_name, write_json
 
@@ -131,6 +131,8 @@ def check_classes(model: nn.Module, probe: torch.Tensor, num_classes: int, spec:
         with torch.no_grad():
             out = model(probe)
     except Exception as e:
+        if debugging():  # ROBENCH_DEBUG=1: the model's own traceback
+            raise
         first = (str(e).splitlines() or [""])[0][:200]
         raise RobenchError(f"{spec} failed on a batch of {tuple(probe.shape)} images ({type(e).__name__}: {first}); "
                            f"check --image-size, --input-range and the model's input") from None

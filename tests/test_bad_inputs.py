@@ -9,6 +9,7 @@ in a shell); a few run as real subprocesses.
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,25 @@ def recorded(*specs):
     return setup
 
 
+FACTORIES = """
+def raises():
+    raise ValueError("width must be even")
+
+
+def huge():  # what a GPU without room says
+    raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB (GPU 0; 79.10 GiB total capacity)")
+
+
+def needs(width):
+    pass
+"""
+
+
+def with_factory(w):
+    (w / "inputs" / "net.py").write_text(FACTORIES)
+    (w / "inputs" / "broken.py").write_text("import no_such_module\n")
+
+
 def grid(slurm: dict):
     """inputs/grid.yaml: one tiny run into results/grid, with these #SBATCH options."""
     def setup(w):
@@ -249,8 +269,22 @@ CASES = [
      "#SBATCH option partition 'gpu\\ntouch pwned' holds a newline"),
     ("sbatch-flag-with-a-newline", ["sweep", "{inputs}/grid.yaml", "--slurm", "--sbatch", 'time="1:00\\ntouch pwned"'],
      grid({}), "holds a newline"),
+    # errors in the user's own code, and damaged files torch reads: one line, no traceback (issue #22)
+    ("factory-raises", EXTERNAL[:1] + ["{inputs}/net.py:raises"] + EXTERNAL[4:], with_factory,
+     "net.py:raises() raised ValueError: width must be even"),
+    ("factory-out-of-memory", EXTERNAL[:1] + ["{inputs}/net.py:huge"] + EXTERNAL[4:], with_factory,
+     "net.py:huge() raised RuntimeError: CUDA out of memory. Tried to allocate 80.00 GiB"),
+    ("factory-needs-an-argument", EXTERNAL[:1] + ["{inputs}/net.py:needs"] + EXTERNAL[4:], with_factory,
+     "net.py:needs() raised TypeError: needs() missing 1 required positional argument: 'width'"),
+    ("factory-import-fails", EXTERNAL[:1] + ["{inputs}/broken.py:build"] + EXTERNAL[4:], with_factory,
+     "broken.py raised ModuleNotFoundError: No module named 'no_such_module'"),
+    ("cifar-test-batch-a-list", EVAL, lambda w: (w / "data/cifar-10-batches-py/test_batch").write_bytes(
+        pickle.dumps([1, 2, 3])), "test_batch is not a CIFAR batch (it unpickles to a list"),
+    ("pt2-damaged", EXTERNAL[:1] + ["{inputs}/bad.pt2"] + EXTERNAL[4:],
+     lambda w: (w / "inputs/bad.pt2").write_bytes(b"PK\x03\x04" + bytes(300)), "is not a torch.export file"),
 ]
-SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
+SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes",
+              "pt2-damaged"}  # torch logs to the real stderr
 
 
 def snapshot(root: Path) -> dict:
@@ -351,3 +385,25 @@ def test_evaluating_a_folder_never_imports_the_code_its_run_json_records(world, 
     assert not marker.exists()
     code, out, err = run_in_process(fill(again + ["--trust-code"], world), monkeypatch, capsys)
     assert marker.read_text() == "called" and code != 0  # trusted: the recorded file was imported and called
+
+
+def robench_subprocess(argv, world, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robench", *fill(argv, world)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=world, timeout=120)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+def test_a_torchscript_eval_prints_nothing_on_stderr(world):
+    """torch.jit.load's deprecation warning (2 lines) is not robench's to show on every eval."""
+    torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))).save(
+        str(world / "inputs" / "net.ts"))
+    done = robench_subprocess(EXTERNAL[:1] + ["{inputs}/net.ts"] + EXTERNAL[4:], world)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_robench_debug_shows_the_traceback_of_the_users_code(world):
+    with_factory(world)
+    argv = EXTERNAL[:1] + ["{inputs}/net.py:raises"] + EXTERNAL[4:]
+    done = robench_subprocess(argv, world, env={"ROBENCH_DEBUG": "1"})
+    assert done.returncode == 1 and "Traceback" in done.stderr and 'net.py", line 3, in raises' in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "ValueError: width must be even"
