@@ -199,6 +199,8 @@ def resolve(cfg) -> Subject:
     if len(specs) > 1 and not cfg.ensemble:
         raise RobenchError(f"{len(specs)} models given; evaluate them as one ensemble with --ensemble NAME, "
                            f"or one at a time")
+    if not cfg.ensemble or all(k in ("run", "checkpoint", "recorded") for k in kinds):
+        check_options_apply(cfg, specs[0], kinds[0])
     if len(specs) == 1 and kinds[0] == "run" and not cfg.ensemble:
         run_dir = Path(specs[0])
         run_config = read_config(run_dir)
@@ -232,6 +234,27 @@ def resolve(cfg) -> Subject:
     run_dir = Path(cfg.out_dir) / name
     check_results_folder(run_dir, specs)
     return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, name)
+
+
+MODEL_OPTIONS = ("checkpoint", "pretrained", "input_range", "normalize", "image_size")
+
+
+def check_options_apply(cfg, spec: str, kind: str) -> None:
+    """A flag that would be silently ignored is refused: a run folder or checkpoint brings its own
+    weights and normalisation, a results folder the options its run.json recorded, and a folder's
+    results go into its own eval/ (no --name)."""
+    given = [o for o in MODEL_OPTIONS if getattr(cfg, o)]
+    if kind in ("run", "recorded") and cfg.name is not None and not cfg.ensemble:
+        given.append("name")
+    if kind not in ("run", "checkpoint", "recorded") or not given:
+        return
+    flags = ", ".join("--" + o.replace("_", "-") for o in given)
+    what = {"run": "a run folder, which brings its own weights and input normalisation and keeps its results "
+                   "in its eval/",
+            "checkpoint": "a robench checkpoint, which brings its own weights and input normalisation",
+            "recorded": "a results folder, which is evaluated as its run.json recorded it, into its eval/"}[kind]
+    raise RobenchError(f"{flags} does not apply to {spec}: {what}; drop {flags}, or evaluate another model "
+                       f"(e.g. small-cnn --checkpoint FILE) under its own --name")
 
 
 def check_trusted(specs: list[str], run_dir: Path, trust_code: bool) -> None:

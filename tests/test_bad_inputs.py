@@ -282,6 +282,19 @@ CASES = [
         pickle.dumps([1, 2, 3])), "test_batch is not a CIFAR batch (it unpickles to a list"),
     ("pt2-damaged", EXTERNAL[:1] + ["{inputs}/bad.pt2"] + EXTERNAL[4:],
      lambda w: (w / "inputs/bad.pt2").write_bytes(b"PK\x03\x04" + bytes(300)), "is not a torch.export file"),
+    # flags that would be ignored are refused (issue #22)
+    ("run-with-checkpoint", EVAL + ["--checkpoint", "{inputs}/other-classes.pt"], None,
+     "--checkpoint does not apply to"),
+    ("run-with-normalize", EVAL + ["--normalize", "imagenet"], None, "--normalize does not apply to"),
+    ("run-with-name", EVAL + ["--name", "other"], None, "--name does not apply to"),
+    ("checkpoint-file-with-normalize", EVAL[:1] + ["{run}/checkpoint.pt"] + EVAL[2:] + ["--normalize", "imagenet"],
+     None, "--normalize does not apply to"),
+    ("runs-ensemble-with-image-size", EVAL + ["{run}", "--ensemble", "pair", "--image-size", "64"], None,
+     "--image-size does not apply to"),
+    ("results-folder-with-input-range", EVAL + ["--input-range", "0-255"], recorded("timm:resnet18"),
+     "--input-range does not apply to"),
+    ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
+     "--epochs must be at least 1, got 0"),
 ]
 SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes",
               "pt2-damaged"}  # torch logs to the real stderr
@@ -407,3 +420,17 @@ def test_robench_debug_shows_the_traceback_of_the_users_code(world):
     done = robench_subprocess(argv, world, env={"ROBENCH_DEBUG": "1"})
     assert done.returncode == 1 and "Traceback" in done.stderr and 'net.py", line 3, in raises' in done.stderr
     assert done.stderr.strip().splitlines()[-1] == "ValueError: width must be even"
+
+
+def test_pretrained_weights_offline_leave_no_folders_behind(world, monkeypatch, capsys):
+    """Offline and not cached, torchvision's --pretrained used to make torch.hub's cache folders and
+    print "Downloading ..." before its error; now nothing is made and the error is the only line."""
+    pytest.importorskip("torchvision")
+    from robench.models import external
+
+    monkeypatch.setattr(external, "_online", lambda host: False)
+    argv = EXTERNAL[:1] + ["torchvision:resnet18", "--pretrained"] + EXTERNAL[4:]
+    refused(argv, world, monkeypatch, capsys, "cannot get the pretrained weights of torchvision:resnet18",
+            env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
+    refused(["train", "--dataset", "cifar10", "--model", "torchvision:resnet18", "--pretrained", *TRAIN[5:]], world, monkeypatch, capsys,
+            "cannot get the pretrained weights", env={"TORCH_HOME": str(world / "inputs" / "torch-home")})

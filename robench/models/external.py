@@ -110,6 +110,10 @@ def torchvision_backbone(spec: str, num_classes: int, pretrained: bool = False) 
                            f"print(torchvision.models.list_models())\"")
     if not pretrained:
         return models.get_model(name, weights=None, num_classes=num_classes)
+    cached = _torch_hub_file(models.get_model_weights(name).DEFAULT.url)
+    if not cached.exists() and not _online("download.pytorch.org"):
+        # Offline, torch.hub would make its cache folders and print "Downloading ..." before failing.
+        raise RobenchError(_no_weights(spec, ConnectionError(f"offline, and {cached} is not cached")))
     try:
         model = models.get_model(name, weights="DEFAULT")
     except Exception as e:
@@ -147,6 +151,13 @@ def _online(host: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _torch_hub_file(url: str) -> Path:
+    """Where torch.hub caches the weights at `url` (what torchvision's weights load from)."""
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
 def _no_weights(spec: str, error: Exception) -> str:
