@@ -293,6 +293,7 @@ CASES = [
      "--image-size does not apply to"),
     ("results-folder-with-input-range", EVAL + ["--input-range", "0-255"], recorded("timm:resnet18"),
      "--input-range does not apply to"),
+    ("seeds-unbounded", TRAIN + ["--seeds", "0-99999999"], None, "--seeds '0-99999999' asks for more than 1000 runs"),
     ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
      "--epochs must be at least 1, got 0"),
 ]
