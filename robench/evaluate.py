@@ -324,7 +324,7 @@ def _frost_source(cfg: EvalConfig, names: list[str], source: str, echo) -> str |
     from robench.corruptions.frost_textures import resolve_frost
 
     frost = resolve_frost(cfg.frost)
-    if frost != cfg.frost:
+    if frost == "procedural" and cfg.frost == "auto":  # "auto" that found the photographs says nothing
         echo("warning: the official frost photographs are not available, so frost uses the procedural stand-in "
              "and its errors are not comparable to CIFAR-10-C (recorded in the eval files; --frost official "
              "says how to get them)")

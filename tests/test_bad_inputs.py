@@ -7,6 +7,7 @@ CliRunner and robench's own entry point `main` (so click's usage errors go throu
 in a shell); a few run as real subprocesses.
 """
 
+import csv
 import json
 import os
 import pickle
@@ -23,6 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 import formats
+from conftest import SHARED
 from robench.cli import app, main
 from robench.models import build_model
 
@@ -435,3 +437,24 @@ def test_pretrained_weights_offline_leave_no_folders_behind(world, monkeypatch, 
             env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
     refused(["train", "--dataset", "cifar10", "--model", "torchvision:resnet18", "--pretrained", *TRAIN[5:]], world, monkeypatch, capsys,
             "cannot get the pretrained weights", env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
+
+
+def test_frost_auto_with_the_photographs_does_not_warn_that_they_are_missing(world, monkeypatch, capsys):
+    """--frost auto resolved to the official photographs: no warning that they are not available."""
+    from robench.corruptions import frost_textures
+
+    shared = SHARED / "frost"
+    if not shared.is_dir():
+        pytest.skip(f"the frost photographs of ../shared are not at {shared}")
+    shutil.copytree(shared, world / "data" / "frost")
+    frost_textures.clear_cache()
+    try:
+        code, out, err = run_in_process(fill(["eval", "{run}", "--corruptions", "frost", "--severities", "1",
+                                              "--source", "generated", "--device", "cpu", "--data-dir", "{data}"],
+                                             world), monkeypatch, capsys)
+    finally:
+        frost_textures.clear_cache()
+    assert code == 0, err
+    rows = [r for r in csv.DictReader(open(world / "results/r/eval/cifar10-generated.csv")) if r["corruption"] == "frost"]
+    assert [r["frost_textures"] for r in rows] == ["official"]
+    assert "not available" not in out + err and "warning" not in out + err
