@@ -51,7 +51,7 @@ def kind_of(spec: str) -> str:
     if ".py:" in spec:
         return "factory"
     if path.is_file():
-        if path.suffix == ".pt2" or external.is_torchscript(path):
+        if path.suffix in (".pt2", ".ts") or external.is_torchscript(path):  # a damaged .ts is still one
             return "program"
         return "checkpoint"
     if ":" not in spec and spec in MODELS:
@@ -224,9 +224,12 @@ def resolve(cfg) -> Subject:
     if options.checkpoint and len(specs) > 1:
         raise RobenchError("--checkpoint loads the weights of one model; give each ensemble member as a run "
                            "folder or file instead")
-    # Runs in an ensemble supply the dataset default; otherwise CIFAR-10.
-    runs = [read_config(Path(s)) for s, k in zip(specs, kinds) if k == "run"]
-    dataset = cfg.dataset or (runs[0].get("dataset") if runs else "cifar10")
+    # Runs and robench checkpoints supply the dataset default (the one they were trained on); otherwise CIFAR-10.
+    from robench.runs import load_checkpoint
+
+    trained_on = [read_config(Path(s)).get("dataset") if k == "run" else load_checkpoint(Path(s)).get("dataset")
+                  for s, k in zip(specs, kinds) if k in ("run", "checkpoint") and not cfg.dataset]
+    dataset = cfg.dataset or next((d for d in trained_on if d), "cifar10")
     # A name the user gives is used as given, or refused (as train's --name): a silently changed
     # name ('a/b' -> 'a_b') or one that leaves --out-dir ('..') puts results where nobody looks.
     given = cfg.ensemble if cfg.ensemble is not None else cfg.name

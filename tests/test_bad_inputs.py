@@ -284,6 +284,8 @@ CASES = [
         pickle.dumps([1, 2, 3])), "test_batch is not a CIFAR batch (it unpickles to a list"),
     ("pt2-damaged", EXTERNAL[:1] + ["{inputs}/bad.pt2"] + EXTERNAL[4:],
      lambda w: (w / "inputs/bad.pt2").write_bytes(b"PK\x03\x04" + bytes(300)), "is not a torch.export file"),
+    ("ts-damaged", EXTERNAL[:1] + ["{inputs}/bad.ts"] + EXTERNAL[4:],
+     lambda w: (w / "inputs/bad.ts").write_bytes(b"not a program" * 50), "bad.ts is not a TorchScript file"),
     # flags that would be ignored are refused (issue #22)
     ("run-with-checkpoint", EVAL + ["--checkpoint", "{inputs}/other-classes.pt"], None,
      "--checkpoint does not apply to"),
@@ -458,3 +460,14 @@ def test_frost_auto_with_the_photographs_does_not_warn_that_they_are_missing(wor
     rows = [r for r in csv.DictReader(open(world / "results/r/eval/cifar10-generated.csv")) if r["corruption"] == "frost"]
     assert [r["frost_textures"] for r in rows] == ["official"]
     assert "not available" not in out + err and "warning" not in out + err
+
+
+def test_a_bare_checkpoint_is_evaluated_on_the_dataset_it_records(world, monkeypatch, capsys):
+    """`robench eval results/x/checkpoint.pt` without --dataset: the checkpoint's dataset, not cifar10."""
+    checkpoint = torch.load(world / "results/r/checkpoint.pt", weights_only=True)
+    torch.save({**checkpoint, "dataset": "shapes10"}, world / "inputs" / "shapes.pt")
+    code, out, err = run_in_process(fill(["eval", "{inputs}/shapes.pt", "--limit", "20", *EXTERNAL[4:]], world),
+                                    monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((world / "results/shapes/run.json").read_text())["dataset"] == "shapes10"
+    assert [p.name for p in (world / "results/shapes/eval").glob("*.csv")] == ["shapes10-generated.csv"]
