@@ -38,6 +38,17 @@ class Interrupted(RobenchError):
         self.exit_code = exit_code
 
 
+def interrupted_at_once(run_dir: Path, staged: bool) -> Interrupted:
+    """A second Ctrl-C stops training at once, between checkpoints: one line saying what was kept."""
+    if staged:
+        kept = f"the new run is discarded and the old run in {run_dir} is kept"
+    elif (run_dir / CHECKPOINT).exists():
+        kept = f"{run_dir} keeps its last checkpoint; continue with: robench train --resume {run_dir}"
+    else:
+        kept = f"no epoch had finished, so nothing was kept in {run_dir}"
+    return Interrupted(f"stopped at once by a second Ctrl-C: {kept}", exit_code=130)
+
+
 class StopSignals:
     """While active, SIGINT and SIGTERM set a flag instead of killing the process.
 

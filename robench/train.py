@@ -362,10 +362,13 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
                                              f"continue with: robench train --resume {run.run_dir}")
                 at = Position.start(epoch + 1, run.device)
     except BaseException as e:
-        if resume or not distributed.is_main():
+        if not distributed.is_main():
             raise
-        staged = run.folder != run.run_dir
-        faults.abandon(run.folder, run.run_dir)
+        staged = not resume and run.folder != run.run_dir
+        if not resume:
+            faults.abandon(run.folder, run.run_dir)
+        if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: say what was kept (typer would say nothing)
+            raise faults.interrupted_at_once(run.run_dir, staged) from None
         if staged and isinstance(e, faults.Interrupted):
             raise faults.Interrupted(f"stopped by {stop.name} before the first epoch ended: the new run is "
                                      f"discarded and the old run in {run.run_dir} is kept", exit_code=130) from None

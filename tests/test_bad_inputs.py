@@ -471,3 +471,33 @@ def test_a_bare_checkpoint_is_evaluated_on_the_dataset_it_records(world, monkeyp
     assert code == 0, err
     assert json.loads((world / "results/shapes/run.json").read_text())["dataset"] == "shapes10"
     assert [p.name for p in (world / "results/shapes/eval").glob("*.csv")] == ["shapes10-generated.csv"]
+
+
+@pytest.mark.parametrize("when, kept", [(1, "nothing was kept"), (2, "keeps its last checkpoint; continue with: "
+                                                                      "robench train --resume")])
+def test_a_second_ctrl_c_during_training_says_what_was_kept(when, kept, world, monkeypatch, capsys):
+    """A second Ctrl-C raises KeyboardInterrupt in the training loop (faults.StopSignals); it used
+    to exit 130 with nothing on stderr."""
+    from robench import train
+
+    original = train.train_one_epoch
+
+    def second_ctrl_c(run, at, stop=None):
+        if at.epoch == when:
+            raise KeyboardInterrupt
+        return original(run, at, stop)
+
+    monkeypatch.setattr(train, "train_one_epoch", second_ctrl_c)
+    code, out, err = run_in_process(fill(TRAIN + ["--epochs", "2", "--name", "t"], world), monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 130 and len(lines) == 1 and lines[0].startswith("robench: error: stopped at once"), err
+    assert kept in lines[0]
+    assert (world / "results" / "t" / "checkpoint.pt").exists() == (when == 2)
+
+
+def test_ctrl_c_elsewhere_is_one_line(world, monkeypatch, capsys):
+    import robench.evaluate
+
+    monkeypatch.setattr(robench.evaluate, "_evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out, err = run_in_process(fill(EVAL, world), monkeypatch, capsys)
+    assert code == 130 and err.startswith("robench: interrupted") and err.count("\n") == 1, err
