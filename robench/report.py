@@ -32,7 +32,7 @@ from robench.corruptions.protocol import CLEAN, CORRUPTIONS, EXTRA, SEVERITIES, 
 from robench.config import ReportConfig
 from robench.errors import RobenchError
 from robench.report_formats import TITLES, check_outputs, render, write_output
-from robench.tidy import CALIBRATION, Results, load
+from robench.tidy import CALIBRATION, Results, find_run_dirs, load
 
 NOT_EVALUATED = "not evaluated"
 TEST_SET = ["dataset", "source", "n", "frost_textures"]  # evaluations on different ones are not ranked together
@@ -348,7 +348,9 @@ def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, 
         from robench.plots import write_plots
 
         write_plots(result, Path(cfg.plots))
-    warnings = list(result.warnings)
+    warnings = [f"ignored {folder}: a hidden folder (left by an --overwrite that was killed, or hidden on purpose); "
+                f"delete it, or rename it without the leading '.' to rank it" for folder in find_run_dirs(folders, hidden=True)]
+    warnings += result.warnings
     if cfg.robustbench:
         from robench.robustbench import write_cards
 

@@ -501,3 +501,13 @@ def test_ctrl_c_elsewhere_is_one_line(world, monkeypatch, capsys):
     monkeypatch.setattr(robench.evaluate, "_evaluate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     code, out, err = run_in_process(fill(EVAL, world), monkeypatch, capsys)
     assert code == 130 and err.startswith("robench: interrupted") and err.count("\n") == 1, err
+
+
+def test_report_ignores_the_staging_folder_of_a_killed_overwrite_and_says_so(world, monkeypatch, capsys):
+    """`train --overwrite` killed with SIGKILL leaves results/.r.overwrite (a whole run, hidden):
+    report ranks r once and names the leftover in a warning."""
+    shutil.copytree(world / "results" / "r", world / "results" / ".r.overwrite")
+    code, out, err = run_in_process(fill(["report", "{results}", "--format", "json"], world), monkeypatch, capsys)
+    assert code == 0, err
+    assert [row["run"] for row in json.loads(out)["leaderboard"]] == ["r"]
+    assert err.startswith("warning: ignored ") and ".r.overwrite: a hidden folder" in err and err.count("\n") == 1
