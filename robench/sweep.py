@@ -104,6 +104,14 @@ def load_grid(path: str | Path) -> Grid:
             raise RobenchError(f"{path}: unknown eval option(s): {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(field_names(EvalConfig) - {'run'}))}")
         resolve(EvalConfig, None, {**evaluation, "run": "-"})
+        from robench.subjects import MODEL_OPTIONS
+
+        # A sweep evaluates its own run folders, which bring their weights and keep results in eval/:
+        # these options would be refused at every run's evaluation, after its training.
+        moot = sorted(k for k in evaluation if k in (*MODEL_OPTIONS, "name", "ensemble") and evaluation[k])
+        if moot:
+            raise RobenchError(f"{path}: eval option(s) {', '.join(moot)} do not apply to the sweep's run folders; "
+                               f"remove them from 'eval'")
     slurm = data.get("slurm") or {}
     if not isinstance(slurm, dict):
         raise RobenchError(f"{path}: 'slurm' must be a mapping of #SBATCH option: value")

@@ -165,12 +165,12 @@ def with_factory(w):
     (w / "inputs" / "broken.py").write_text("import no_such_module\n")
 
 
-def grid(slurm: dict):
-    """inputs/grid.yaml: one tiny run into results/grid, with these #SBATCH options."""
+def grid(slurm: dict, evaluation: dict | None = None):
+    """inputs/grid.yaml: one tiny run into results/grid, with these #SBATCH options (and eval options)."""
     def setup(w):
         (w / "inputs" / "grid.yaml").write_text(yaml.safe_dump({
             "out_dir": str(w / "results" / "grid"), "set": {"dataset": "cifar10", "model": "small-cnn", "epochs": 1},
-            "slurm": slurm}))
+            "slurm": slurm, "eval": evaluation or {}}))
     return setup
 
 
@@ -297,6 +297,8 @@ CASES = [
      "--image-size does not apply to"),
     ("results-folder-with-input-range", EVAL + ["--input-range", "0-255"], recorded("timm:resnet18"),
      "--input-range does not apply to"),
+    ("sweep-eval-normalize", ["sweep", "{inputs}/grid.yaml", "--status"], grid({}, {"normalize": "imagenet"}),
+     "eval option(s) normalize do not apply to the sweep's run folders"),
     ("seeds-unbounded", TRAIN + ["--seeds", "0-99999999"], None, "--seeds '0-99999999' asks for more than 1000 runs"),
     ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
      "--epochs must be at least 1, got 0"),
