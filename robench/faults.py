@@ -136,8 +136,8 @@ def foreign_files(run_dir: Path) -> list[str]:
         if p.name not in RUN_FILES or (p.name == EVAL_DIR) != p.is_dir():
             foreign.append(p.name)
         elif p.name == EVAL_DIR:
-            foreign += [f"{EVAL_DIR}/{q.name}" for q in sorted(p.iterdir())
-                        if not q.is_file() or not (q.suffix in EVAL_SUFFIXES or _robench_temporary(q.name, EVAL_SUFFIXES))]
+            foreign += [f"{EVAL_DIR}/{q.name}" for q in sorted(p.iterdir()) if not q.is_file()
+                        or not (q.suffix in EVAL_SUFFIXES or _robench_temporary(q.name, EVAL_SUFFIXES))]
     return foreign
 
 

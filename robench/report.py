@@ -349,7 +349,8 @@ def run(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, 
 
         write_plots(result, Path(cfg.plots))
     warnings = [f"ignored {folder}: a hidden folder (left by an --overwrite that was killed, or hidden on purpose); "
-                f"delete it, or rename it without the leading '.' to rank it" for folder in find_run_dirs(folders, hidden=True)]
+                f"delete it, or rename it without the leading '.' to rank it"
+                for folder in find_run_dirs(folders, hidden=True)]
     warnings += result.warnings
     if cfg.robustbench:
         from robench.robustbench import write_cards

@@ -439,8 +439,8 @@ def test_pretrained_weights_offline_leave_no_folders_behind(world, monkeypatch, 
     argv = EXTERNAL[:1] + ["torchvision:resnet18", "--pretrained"] + EXTERNAL[4:]
     refused(argv, world, monkeypatch, capsys, "cannot get the pretrained weights of torchvision:resnet18",
             env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
-    refused(["train", "--dataset", "cifar10", "--model", "torchvision:resnet18", "--pretrained", *TRAIN[5:]], world, monkeypatch, capsys,
-            "cannot get the pretrained weights", env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
+    refused(["train", "--dataset", "cifar10", "--model", "torchvision:resnet18", "--pretrained", *TRAIN[5:]], world,
+            monkeypatch, capsys, "cannot get the pretrained weights", env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
 
 
 def test_frost_auto_with_the_photographs_does_not_warn_that_they_are_missing(world, monkeypatch, capsys):
@@ -459,7 +459,8 @@ def test_frost_auto_with_the_photographs_does_not_warn_that_they_are_missing(wor
     finally:
         frost_textures.clear_cache()
     assert code == 0, err
-    rows = [r for r in csv.DictReader(open(world / "results/r/eval/cifar10-generated.csv")) if r["corruption"] == "frost"]
+    with open(world / "results/r/eval/cifar10-generated.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["corruption"] == "frost"]
     assert [r["frost_textures"] for r in rows] == ["official"]
     assert "not available" not in out + err and "warning" not in out + err
 
