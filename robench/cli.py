@@ -42,7 +42,8 @@ CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name
 def user_errors(command):
     """A RobenchError becomes one line on stderr and exit code 2 (the error contract); so does an OS
     error on a path the user gave (missing, a file where a folder is needed, no permission, disk
-    full). Under torchrun only rank 0 prints it (every rank meets the same error)."""
+    full). Ctrl-C is one line and exit 130. Under torchrun only rank 0 prints it (every rank meets
+    the same error)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -50,6 +51,11 @@ def user_errors(command):
             return command(*args, **kwargs)
         except RobenchError as e:
             _fail(str(e), getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
+        except KeyboardInterrupt:  # typer would turn it into exit 130 with nothing said
+            if os.environ.get("RANK", "0") == "0":
+                typer.echo("robench: interrupted by Ctrl-C; every file written so far is whole (writes are atomic)",
+                           err=True)
+            raise typer.Exit(130) from None
         except OSError as e:
             where = f" {e.filename}" if e.filename else ""
             _fail(f"cannot use{where} ({e.strerror or e}); check that the path exists, is a folder where a folder "

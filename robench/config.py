@@ -19,6 +19,7 @@ import yaml
 
 from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_severities
 from robench.errors import RobenchError
+from robench.runfolder.files import check_run_name
 
 
 # The dataset of a run that names none, and of a model robench did not train when no --dataset is given.
@@ -99,6 +100,8 @@ class TrainConfig:
         if self.kd_temperature <= 0:
             raise RobenchError(f"--kd-temperature must be positive, got {self.kd_temperature}")
         check_device(self.device)
+        if self.name is not None:  # '' too: an empty --name must not silently become the default
+            check_run_name(self.name)
         return self
 
 
@@ -150,6 +153,9 @@ class EvalConfig:
     name: str | None = option(None, "Results folder name of a model robench did not train. [default: from the "
                                     "model, e.g. timm-resnet18]")
     out_dir: str = option("results", "Where results folders of models robench did not train go.")
+    trust_code: bool = option(False, "Re-evaluating a results folder whose run.json records code (file.py:factory, a "
+                                     "TorchScript or torch.export file): load that code. Without it robench runs only "
+                                     "code named on the command line.")
     save_predictions: bool = option(False, "Also write each image's predicted class and confidence per cell to "
                                            "eval/<dataset>-<source>-predictions.npz.")
 
@@ -170,6 +176,9 @@ class EvalConfig:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
         parse_corruptions(self.corruptions), parse_severities(self.severities)
         check_device(self.device)
+        for name in (self.name, self.ensemble):  # each becomes a folder in --out-dir
+            if name is not None:
+                check_run_name(name)
         return self
 
 

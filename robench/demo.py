@@ -37,7 +37,8 @@ def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str =
 
     if dataset not in SETTINGS:
         raise RobenchError(f"the demo runs on {', '.join(SETTINGS)}; got '{dataset}'")
-    settings = {**SETTINGS[dataset], **({"epochs": epochs} if epochs else {})}
+    # --epochs 0 reaches TrainConfig.validate (refused), instead of quietly meaning the default
+    settings = {**SETTINGS[dataset], **({"epochs": epochs} if epochs is not None else {})}
     run_names, phases = [], []
     for label, policy in POLICIES:
         cfg = TrainConfig(dataset=dataset, model="small-cnn", name=f"{dataset}-{label}", out_dir=out_dir,

@@ -105,6 +105,14 @@ def load_grid(path: str | Path) -> Grid:
             raise RobenchError(f"{path}: unknown eval option(s): {', '.join(bad)}; valid: "
                                f"{', '.join(sorted(field_names(EvalConfig) - {'run'}))}")
         resolve(EvalConfig, None, {**evaluation, "run": "-"})
+        from robench.eval.subjects import MODEL_OPTIONS
+
+        # A sweep evaluates its own run folders, which bring their weights and keep results in eval/:
+        # these options would be refused at every run's evaluation, after its training.
+        moot = sorted(k for k in evaluation if k in (*MODEL_OPTIONS, "name", "ensemble") and evaluation[k])
+        if moot:
+            raise RobenchError(f"{path}: eval option(s) {', '.join(moot)} do not apply to the sweep's run folders; "
+                               f"remove them from 'eval'")
     slurm = data.get("slurm") or {}
     if not isinstance(slurm, dict):
         raise RobenchError(f"{path}: 'slurm' must be a mapping of #SBATCH option: value")
@@ -333,7 +341,10 @@ def slurm_script(grid: Grid, options: dict[str, Any]) -> str:
     for key, value in sbatch.items():
         if not all(c.isalnum() or c == "-" for c in key):
             raise RobenchError(f"bad #SBATCH option name '{key}'; use names like partition, time, gres")
+        if not (value is None or value is True):
+            _one_line(str(value), f"#SBATCH option {key}")
         lines.append(f"#SBATCH --{key}" + ("" if value is None or value is True else f"={value}"))
+    _one_line(str(grid.path), "the grid file's path"), _one_line(str(grid.out_dir), "out_dir")  # in the comment line
     python, grid_path = shlex.quote(sys.executable), shlex.quote(str(grid.path.resolve()))
     lines += [
         "set -u",
@@ -352,6 +363,14 @@ def slurm_script(grid: Grid, options: dict[str, Any]) -> str:
         "exit $rc",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str, what: str) -> None:
+    """A value written into the script must stay on its line: after a newline (or another control
+    character) the rest would be a bare shell command that the job runs."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise RobenchError(f"{what} {text!r} holds a newline or control character, which would become a shell "
+                           f"line of the .sbatch script; remove it")
 
 
 def write_slurm(grid: Grid, options: dict[str, Any]) -> Path:

@@ -7,7 +7,10 @@ CliRunner and robench's own entry point `main` (so click's usage errors go throu
 in a shell); a few run as real subprocesses.
 """
 
+import csv
+import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -21,6 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 import formats
+from conftest import SHARED
 from robench.cli import app, main
 from robench.models import build_model
 
@@ -111,10 +115,72 @@ def wrong_checksum(w):
     formats.cifar_tarball(w / "inputs" / "data2", n_train=4, n_test=4)
 
 
+EVIL = """
+from pathlib import Path
+Path(__file__).with_name("marker").write_text("imported")  # importing this file runs code
+
+
+def build(num_classes=10):
+    Path(__file__).with_name("marker").write_text("called")
+    raise SystemExit("the factory ran")
+"""
+
+
+def recorded(*specs):
+    """results/r becomes the results folder of a model robench did not train whose run.json records
+    `specs` (an ensemble when several; none: a damaged source); inputs/evil.py writes inputs/marker
+    when imported. Evaluating the folder must not import it."""
+    def setup(w):
+        run = w / "results" / "r"
+        (run / "config.yaml").unlink()
+        (run / "checkpoint.pt").rename(w / "inputs" / "checkpoint.pt")
+        (w / "inputs" / "evil.py").write_text(EVIL)
+        (w / "inputs" / "evil.ts").write_bytes(b"PK")  # never opened
+        members = [{"kind": "factory", "spec": fill([s], w)[0], "options": {}} for s in specs]
+        source = {"kind": "ensemble", "members": members} if len(members) > 1 else (members or [[]])[0]
+        if isinstance(source, dict):
+            source["options"] = {"checkpoint": None, "pretrained": False, "input_range": None, "normalize": None,
+                                 "image_size": None}
+        (run / "run.json").write_text(json.dumps({"name": "r", "model": "mine", "policy": "external",
+                                                  "dataset": "cifar10", "source": source}))
+    return setup
+
+
+FACTORIES = """
+def raises():
+    raise ValueError("width must be even")
+
+
+def huge():  # what a GPU without room says
+    raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB (GPU 0; 79.10 GiB total capacity)")
+
+
+def needs(width):
+    pass
+"""
+
+
+def with_factory(w):
+    (w / "inputs" / "net.py").write_text(FACTORIES)
+    (w / "inputs" / "broken.py").write_text("import no_such_module\n")
+
+
+def grid(slurm: dict, evaluation: dict | None = None):
+    """inputs/grid.yaml: one tiny run into results/grid, with these #SBATCH options (and eval options)."""
+    def setup(w):
+        (w / "inputs" / "grid.yaml").write_text(yaml.safe_dump({
+            "out_dir": str(w / "results" / "grid"), "set": {"dataset": "cifar10", "model": "small-cnn", "epochs": 1},
+            "slurm": slurm, "eval": evaluation or {}}))
+    return setup
+
+
 TRAIN = ["train", "--dataset", "cifar10", "--model", "small-cnn", "--epochs", "1", "--device", "cpu",
          "--out-dir", "{results}", "--data-dir", "{data}"]
 CONFIGURED = ["train", "--out-dir", "{results}", "--data-dir", "{data}", "--config"]  # the rest from the YAML
 EVAL = ["eval", "{run}", "--corruptions", "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
+# A model robench did not train: small-cnn's state dict from the run's checkpoint, results to {results}/<name>.
+EXTERNAL = ["eval", "small-cnn", "--checkpoint", "{run}/checkpoint.pt", "--out-dir", "{results}", "--corruptions",
+            "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
 GOOD_ROWS = b"corruption,severity,n,correct,error,dataset,source,seed,frost_textures\nclean,0,40,4,90.0000,cifar10,generated,0,\n"
 
 # (id, argv with {placeholders}, a setup of the world or None, what the one line must say)
@@ -186,8 +252,59 @@ CASES = [
     ("csv-random-bytes", ["report", "{results}"], with_eval_csv(bytes(range(128, 256)) * 8), "not a readable CSV"),
     ("csv-missing-columns", ["report", "{results}"], with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
     ("csv-damaged-before-eval", EVAL, with_eval_csv(b"corruption,severity\nclean,0\n"), "no column n"),
+    # every name that becomes a folder is checked as train's --name is (issue #22)
+    ("eval-name-escapes", EXTERNAL + ["--name", ".."], None, "run name '..' must be a plain folder name"),
+    ("ensemble-escapes", EVAL + ["{run}", "--ensemble", "..", "--out-dir", "{results}"], None,
+     "run name '..' must be a plain folder name"),
+    ("ensemble-with-a-slash", EVAL + ["{run}", "--ensemble", "a/b", "--out-dir", "{results}"], None,
+     "run name 'a/b' must be a plain folder name"),
+    ("train-name-empty", TRAIN + ["--name", ""], None, "run name '' must be a plain folder name"),
+    ("eval-name-empty", EXTERNAL + ["--name", ""], None, "run name '' must be a plain folder name"),
+    # a results folder someone sent runs no code by being evaluated (issue #22)
+    ("folder-records-a-factory", EVAL, recorded("{inputs}/evil.py:build"), "pass --trust-code if you trust"),
+    ("folder-records-an-ensemble-with-a-factory", EVAL, recorded("{inputs}/evil.py:build", "{run}"),
+     "pass --trust-code if you trust"),
+    ("folder-records-torchscript", EVAL, recorded("{inputs}/evil.ts"), "records code"),
+    ("folder-source-damaged", EVAL, recorded(), "is damaged"),
+    # every value written into a generated script stays on its line (issue #22)
+    ("slurm-value-with-a-newline", ["sweep", "{inputs}/grid.yaml", "--slurm"], grid({"partition": "gpu\ntouch pwned"}),
+     "#SBATCH option partition 'gpu\\ntouch pwned' holds a newline"),
+    ("sbatch-flag-with-a-newline", ["sweep", "{inputs}/grid.yaml", "--slurm", "--sbatch", 'time="1:00\\ntouch pwned"'],
+     grid({}), "holds a newline"),
+    # errors in the user's own code, and damaged files torch reads: one line, no traceback (issue #22)
+    ("factory-raises", EXTERNAL[:1] + ["{inputs}/net.py:raises"] + EXTERNAL[4:], with_factory,
+     "net.py:raises() raised ValueError: width must be even"),
+    ("factory-out-of-memory", EXTERNAL[:1] + ["{inputs}/net.py:huge"] + EXTERNAL[4:], with_factory,
+     "net.py:huge() raised RuntimeError: CUDA out of memory. Tried to allocate 80.00 GiB"),
+    ("factory-needs-an-argument", EXTERNAL[:1] + ["{inputs}/net.py:needs"] + EXTERNAL[4:], with_factory,
+     "net.py:needs() raised TypeError: needs() missing 1 required positional argument: 'width'"),
+    ("factory-import-fails", EXTERNAL[:1] + ["{inputs}/broken.py:build"] + EXTERNAL[4:], with_factory,
+     "broken.py raised ModuleNotFoundError: No module named 'no_such_module'"),
+    ("cifar-test-batch-a-list", EVAL, lambda w: (w / "data/cifar-10-batches-py/test_batch").write_bytes(
+        pickle.dumps([1, 2, 3])), "test_batch is not a CIFAR batch (it unpickles to a list"),
+    ("pt2-damaged", EXTERNAL[:1] + ["{inputs}/bad.pt2"] + EXTERNAL[4:],
+     lambda w: (w / "inputs/bad.pt2").write_bytes(b"PK\x03\x04" + bytes(300)), "is not a torch.export file"),
+    ("ts-damaged", EXTERNAL[:1] + ["{inputs}/bad.ts"] + EXTERNAL[4:],
+     lambda w: (w / "inputs/bad.ts").write_bytes(b"not a program" * 50), "bad.ts is not a TorchScript file"),
+    # flags that would be ignored are refused (issue #22)
+    ("run-with-checkpoint", EVAL + ["--checkpoint", "{inputs}/other-classes.pt"], None,
+     "--checkpoint does not apply to"),
+    ("run-with-normalize", EVAL + ["--normalize", "imagenet"], None, "--normalize does not apply to"),
+    ("run-with-name", EVAL + ["--name", "other"], None, "--name does not apply to"),
+    ("checkpoint-file-with-normalize", EVAL[:1] + ["{run}/checkpoint.pt"] + EVAL[2:] + ["--normalize", "imagenet"],
+     None, "--normalize does not apply to"),
+    ("runs-ensemble-with-image-size", EVAL + ["{run}", "--ensemble", "pair", "--image-size", "64"], None,
+     "--image-size does not apply to"),
+    ("results-folder-with-input-range", EVAL + ["--input-range", "0-255"], recorded("timm:resnet18"),
+     "--input-range does not apply to"),
+    ("sweep-eval-normalize", ["sweep", "{inputs}/grid.yaml", "--status"], grid({}, {"normalize": "imagenet"}),
+     "eval option(s) normalize do not apply to the sweep's run folders"),
+    ("seeds-unbounded", TRAIN + ["--seeds", "0-99999999"], None, "--seeds '0-99999999' asks for more than 1000 runs"),
+    ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
+     "--epochs must be at least 1, got 0"),
 ]
-SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes"}
+SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes",
+              "pt2-damaged"}  # torch logs to the real stderr
 
 
 def snapshot(root: Path) -> dict:
@@ -210,18 +327,18 @@ def run_in_process(argv, monkeypatch, capsys) -> tuple[int, str, str]:
     return exit_.value.code, out.out, out.err
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypatch, capsys):
-    name, argv, setup, message = case
-    if setup:
-        setup(world)
+def refused(argv, world, monkeypatch, capsys, message, in_subprocess=False, env=None) -> str:
+    """Run `argv` (placeholders filled) and check the contract: exit 2, one line naming the problem,
+    no traceback, the world unchanged. Returns the line."""
     argv = fill(argv, world)
     before = snapshot(world)
-    if name in SUBPROCESS:
+    if in_subprocess:
         done = subprocess.run([sys.executable, "-m", "robench", *argv], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=world, timeout=120)
+                              env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=world, timeout=120)
         code, out, err = done.returncode, done.stdout, done.stderr
     else:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
         code, out, err = run_in_process(argv, monkeypatch, capsys)
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
@@ -230,7 +347,170 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypat
     assert "Traceback" not in out + err
     assert snapshot(world) == before, "the world changed"
     assert not (world.parent / "escape").exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypatch, capsys):
+    name, argv, setup, message = case
+    if setup:
+        setup(world)
+    refused(argv, world, monkeypatch, capsys, message, in_subprocess=name in SUBPROCESS)
 
 
 def test_the_catalogue_is_large_and_each_case_distinct():
     assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def contents(folder: Path) -> dict:
+    """Every file under `folder` (hidden ones included) and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("files", [
+    {"thesis.tex": b"\\documentclass{article}\n% three years of work\n", "notes.txt": b"do not lose\n"},
+    {"config.yaml": b"model: small-cnn\n", "checkpoint.pt": b"not robench's", "thesis.tex": b"mine\n"},
+    {".git/HEAD": b"ref: refs/heads/main\n", ".git/config": b"[core]\n"},  # hidden files count too
+    {"run.json": b"{}", "eval/plot.png": b"\x89PNG"},
+], ids=["thesis-and-notes", "run-files-and-a-thesis", "a-git-repository", "a-png-in-eval"])
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "plain"])
+def test_train_never_replaces_a_folder_that_is_not_a_run(files, overwrite, world, monkeypatch, capsys):
+    """--overwrite replaces only a robench run; a user's folder under the run's name survives
+    byte-identical (before the fix, `--overwrite` deleted thesis.tex and notes.txt and wrote a run)."""
+    mine = world / "results" / "notarun"
+    for name, data in files.items():
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_bytes(data)
+    before = contents(mine)
+    argv = TRAIN + ["--name", "notarun"] + (["--overwrite"] if overwrite else [])
+    refused(argv, world, monkeypatch, capsys, "is not a robench run")
+    assert contents(mine) == before == {k: v for k, v in files.items()}
+
+
+def test_evaluating_a_folder_never_imports_the_code_its_run_json_records(world, monkeypatch, capsys):
+    """A results folder of a user's model, then its factory file is swapped for one that writes a
+    marker when imported (a folder someone sent you). Evaluating the folder is refused and imports
+    nothing; --trust-code (the explicit opt-in) does import it, which shows the marker works."""
+    net = world / "inputs" / "net.py"
+    net.write_text("import torch\n\ndef build(num_classes=10):\n    torch.manual_seed(0)\n"
+                   "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, num_classes))\n")
+    code, out, err = run_in_process(fill(["eval", f"{net}:build", "--name", "mine", "--out-dir", "{results}",
+                                          "--corruptions", "none", "--device", "cpu", "--data-dir", "{data}"], world),
+                                    monkeypatch, capsys)
+    assert code == 0, err
+    net.write_text(EVIL)
+    marker = world / "inputs" / "marker"
+    again = ["eval", "{results}/mine", "--corruptions", "none", "--device", "cpu", "--data-dir", "{data}"]
+    refused(again, world, monkeypatch, capsys, "pass --trust-code if you trust this folder")
+    assert not marker.exists()
+    code, out, err = run_in_process(fill(again + ["--trust-code"], world), monkeypatch, capsys)
+    assert marker.read_text() == "called" and code != 0  # trusted: the recorded file was imported and called
+
+
+def robench_subprocess(argv, world, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "robench", *fill(argv, world)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=world, timeout=120)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+def test_a_torchscript_eval_prints_nothing_on_stderr(world):
+    """torch.jit.load's deprecation warning (2 lines) is not robench's to show on every eval."""
+    torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))).save(
+        str(world / "inputs" / "net.ts"))
+    done = robench_subprocess(EXTERNAL[:1] + ["{inputs}/net.ts"] + EXTERNAL[4:], world)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_robench_debug_shows_the_traceback_of_the_users_code(world):
+    with_factory(world)
+    argv = EXTERNAL[:1] + ["{inputs}/net.py:raises"] + EXTERNAL[4:]
+    done = robench_subprocess(argv, world, env={"ROBENCH_DEBUG": "1"})
+    assert done.returncode == 1 and "Traceback" in done.stderr and 'net.py", line 3, in raises' in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "ValueError: width must be even"
+
+
+def test_pretrained_weights_offline_leave_no_folders_behind(world, monkeypatch, capsys):
+    """Offline and not cached, torchvision's --pretrained used to make torch.hub's cache folders and
+    print "Downloading ..." before its error; now nothing is made and the error is the only line."""
+    pytest.importorskip("torchvision")
+    from robench.models import external
+
+    monkeypatch.setattr(external, "_online", lambda host: False)
+    argv = EXTERNAL[:1] + ["torchvision:resnet18", "--pretrained"] + EXTERNAL[4:]
+    refused(argv, world, monkeypatch, capsys, "cannot get the pretrained weights of torchvision:resnet18",
+            env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
+    refused(["train", "--dataset", "cifar10", "--model", "torchvision:resnet18", "--pretrained", *TRAIN[5:]], world,
+            monkeypatch, capsys, "cannot get the pretrained weights", env={"TORCH_HOME": str(world / "inputs" / "torch-home")})
+
+
+def test_frost_auto_with_the_photographs_does_not_warn_that_they_are_missing(world, monkeypatch, capsys):
+    """--frost auto resolved to the official photographs: no warning that they are not available."""
+    from robench.corruptions import frost_textures
+
+    shared = SHARED / "frost"
+    if not shared.is_dir():
+        pytest.skip(f"the frost photographs of ../shared are not at {shared}")
+    shutil.copytree(shared, world / "data" / "frost")
+    frost_textures.clear_cache()
+    try:
+        code, out, err = run_in_process(fill(["eval", "{run}", "--corruptions", "frost", "--severities", "1",
+                                              "--source", "generated", "--device", "cpu", "--data-dir", "{data}"],
+                                             world), monkeypatch, capsys)
+    finally:
+        frost_textures.clear_cache()
+    assert code == 0, err
+    with open(world / "results/r/eval/cifar10-generated.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["corruption"] == "frost"]
+    assert [r["frost_textures"] for r in rows] == ["official"]
+    assert "not available" not in out + err and "warning" not in out + err
+
+
+def test_a_bare_checkpoint_is_evaluated_on_the_dataset_it_records(world, monkeypatch, capsys):
+    """`robench eval results/x/checkpoint.pt` without --dataset: the checkpoint's dataset, not cifar10."""
+    checkpoint = torch.load(world / "results/r/checkpoint.pt", weights_only=True)
+    torch.save({**checkpoint, "dataset": "shapes10"}, world / "inputs" / "shapes.pt")
+    code, out, err = run_in_process(fill(["eval", "{inputs}/shapes.pt", "--limit", "20", *EXTERNAL[4:]], world),
+                                    monkeypatch, capsys)
+    assert code == 0, err
+    assert json.loads((world / "results/shapes/run.json").read_text())["dataset"] == "shapes10"
+    assert [p.name for p in (world / "results/shapes/eval").glob("*.csv")] == ["shapes10-generated.csv"]
+
+
+@pytest.mark.parametrize("when, kept", [(1, "nothing was kept"), (2, "keeps its last checkpoint; continue with: "
+                                                                      "robench train --resume")])
+def test_a_second_ctrl_c_during_training_says_what_was_kept(when, kept, world, monkeypatch, capsys):
+    """A second Ctrl-C raises KeyboardInterrupt in the training loop (faults.StopSignals); it used
+    to exit 130 with nothing on stderr."""
+    from robench.train import loop as train
+
+    original = train.train_one_epoch
+
+    def second_ctrl_c(run, at, stop=None):
+        if at.epoch == when:
+            raise KeyboardInterrupt
+        return original(run, at, stop)
+
+    monkeypatch.setattr(train, "train_one_epoch", second_ctrl_c)
+    code, out, err = run_in_process(fill(TRAIN + ["--epochs", "2", "--name", "t"], world), monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 130 and len(lines) == 1 and lines[0].startswith("robench: error: stopped at once"), err
+    assert kept in lines[0]
+    assert (world / "results" / "t" / "checkpoint.pt").exists() == (when == 2)
+
+
+def test_ctrl_c_elsewhere_is_one_line(world, monkeypatch, capsys):
+    from robench.eval import loop
+
+    monkeypatch.setattr(loop, "_evaluate_run", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out, err = run_in_process(fill(EVAL, world), monkeypatch, capsys)
+    assert code == 130 and err.startswith("robench: interrupted") and err.count("\n") == 1, err
+
+
+def test_report_ignores_the_staging_folder_of_a_killed_overwrite_and_says_so(world, monkeypatch, capsys):
+    """`train --overwrite` killed with SIGKILL leaves results/.r.overwrite (a whole run, hidden):
+    report ranks r once and names the leftover in a warning."""
+    shutil.copytree(world / "results" / "r", world / "results" / ".r.overwrite")
+    code, out, err = run_in_process(fill(["report", "{results}", "--format", "json"], world), monkeypatch, capsys)
+    assert code == 0, err
+    assert [row["run"] for row in json.loads(out)["leaderboard"]] == ["r"]
+    assert err.startswith("warning: ignored ") and ".r.overwrite: a hidden folder" in err and err.count("\n") == 1

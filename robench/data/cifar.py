@@ -71,12 +71,17 @@ def load(name: str, train: bool, **_options) -> Split:
     images, labels = [], []
     for file in spec.train_files if train else spec.test_files:
         batch = _unpickle(folder / file)
+        if not isinstance(batch, dict) or b"data" not in batch or spec.label_key not in batch:
+            raise RobenchError(f"{folder / file} is not a CIFAR batch (it unpickles to a {type(batch).__name__} "
+                               f"without data and labels); delete {folder} and run again")
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         if data.ndim != 2 or data.shape[1] != 3072 or len(batch[spec.label_key]) != data.shape[0]:
             raise RobenchError(f"{folder / file} is not a CIFAR batch (data {data.shape}); delete {folder} and run again")
         images.append(data.reshape(-1, 3, 32, 32))  # rows are R plane, G plane, B plane
         labels.extend(batch[spec.label_key])
     meta = _unpickle(folder / spec.meta_file)
+    if not isinstance(meta, dict) or spec.names_key not in meta:
+        raise RobenchError(f"{folder / spec.meta_file} holds no class names; delete {folder} and run again")
     classes = [c.decode() for c in meta[spec.names_key]]
     return Split(
         torch.from_numpy(np.concatenate(images)),

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from robench.config import DEFAULT_DATASET
-from robench.errors import RobenchError
+from robench.errors import RobenchError, debugging
 from robench.models import external
-from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, file_sha256, read_config, read_json, safe_name,
-                                     write_json)
+from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, check_run_name, file_sha256, read_config,
+                                     read_json, safe_name, write_json)
 
 
 @dataclass
@@ -54,7 +54,7 @@ def kind_of(spec: str) -> str:
     if ".py:" in spec:
         return "factory"
     if path.is_file():
-        if path.suffix == ".pt2" or external.is_torchscript(path):
+        if path.suffix in (".pt2", ".ts") or external.is_torchscript(path):  # a damaged .ts is still one
             return "program"
         return "checkpoint"
     if ":" not in spec and spec in MODELS:
@@ -134,6 +134,8 @@ def check_classes(model: nn.Module, probe: torch.Tensor, num_classes: int, spec:
         with torch.no_grad():
             out = model(probe)
     except Exception as e:
+        if debugging():  # ROBENCH_DEBUG=1: the model's own traceback
+            raise
         first = (str(e).splitlines() or [""])[0][:200]
         raise RobenchError(f"{spec} failed on a batch of {tuple(probe.shape)} images ({type(e).__name__}: {first}); "
                            f"check --image-size, --input-range and the model's input") from None
@@ -200,6 +202,8 @@ def resolve(cfg) -> Subject:
     if len(specs) > 1 and not cfg.ensemble:
         raise RobenchError(f"{len(specs)} models given; evaluate them as one ensemble with --ensemble NAME, "
                            f"or one at a time")
+    if not cfg.ensemble or all(k in ("run", "checkpoint", "recorded") for k in kinds):
+        check_options_apply(cfg, specs[0], kinds[0])
     if len(specs) == 1 and kinds[0] == "run" and not cfg.ensemble:
         run_dir = Path(specs[0])
         run_config = read_config(run_dir)
@@ -211,20 +215,64 @@ def resolve(cfg) -> Subject:
         run_dir = Path(specs[0])
         run = read_json(run_dir / RUN_JSON)
         recorded = run["source"]
-        members = recorded.get("members", [recorded])
+        members = recorded.get("members", [recorded]) if isinstance(recorded, dict) else None
+        if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("spec"), str)
+                                                    for m in members) or not isinstance(recorded.get("options"), dict):
+            raise RobenchError(f"{run_dir / RUN_JSON} is damaged (its 'source' does not say how the model was built); "
+                               f"evaluate the model itself again with --name {run_dir.name}")
+        check_trusted([m["spec"] for m in members], run_dir, cfg.trust_code)
         dataset = cfg.dataset or run.get("dataset", DEFAULT_DATASET)
         return Subject([m["spec"] for m in members], run_dir, False, dataset, cfg.limit, {},
                        ModelOptions(**recorded["options"]), run_dir.name, label=run.get("model"))
     if options.checkpoint and len(specs) > 1:
         raise RobenchError("--checkpoint loads the weights of one model; give each ensemble member as a run "
                            "folder or file instead")
-    # Runs in an ensemble supply the dataset default; otherwise CIFAR-10.
-    runs = [read_config(Path(s)) for s, k in zip(specs, kinds) if k == "run"]
-    dataset = cfg.dataset or (runs[0].get("dataset") if runs else DEFAULT_DATASET)
-    name = cfg.ensemble or cfg.name or default_name(specs[0])
-    run_dir = Path(cfg.out_dir) / safe_name(name)
+    # Runs and robench checkpoints supply the dataset default (the one they were trained on); otherwise CIFAR-10.
+    from robench.runfolder.checkpoints import load_checkpoint
+
+    trained_on = [read_config(Path(s)).get("dataset") if k == "run" else load_checkpoint(Path(s)).get("dataset")
+                  for s, k in zip(specs, kinds) if k in ("run", "checkpoint") and not cfg.dataset]
+    dataset = cfg.dataset or next((d for d in trained_on if d), DEFAULT_DATASET)
+    # A name the user gives is used as given, or refused (as train's --name): a silently changed
+    # name ('a/b' -> 'a_b') or one that leaves --out-dir ('..') puts results where nobody looks.
+    given = cfg.ensemble if cfg.ensemble is not None else cfg.name
+    name = check_run_name(given if given is not None else safe_name(default_name(specs[0])))
+    run_dir = Path(cfg.out_dir) / name
     check_results_folder(run_dir, specs)
-    return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, safe_name(name))
+    return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, name)
+
+
+MODEL_OPTIONS = ("checkpoint", "pretrained", "input_range", "normalize", "image_size")
+
+
+def check_options_apply(cfg, spec: str, kind: str) -> None:
+    """A flag that would be silently ignored is refused: a run folder or checkpoint brings its own
+    weights and normalisation, a results folder the options its run.json recorded, and a folder's
+    results go into its own eval/ (no --name)."""
+    given = [o for o in MODEL_OPTIONS if getattr(cfg, o)]
+    if kind in ("run", "recorded") and cfg.name is not None and not cfg.ensemble:
+        given.append("name")
+    if kind not in ("run", "checkpoint", "recorded") or not given:
+        return
+    flags = ", ".join("--" + o.replace("_", "-") for o in given)
+    what = {"run": "a run folder, which brings its own weights and input normalisation and keeps its results "
+                   "in its eval/",
+            "checkpoint": "a robench checkpoint, which brings its own weights and input normalisation",
+            "recorded": "a results folder, which is evaluated as its run.json recorded it, into its eval/"}[kind]
+    raise RobenchError(f"{flags} does not apply to {spec}: {what}; drop {flags}, or evaluate another model "
+                       f"(e.g. small-cnn --checkpoint FILE) under its own --name")
+
+
+def check_trusted(specs: list[str], run_dir: Path, trust_code: bool) -> None:
+    """A results folder is data someone may have sent: the code its run.json records (a factory
+    file, a TorchScript or torch.export program) is loaded only when the user trusts the folder
+    (--trust-code), or names that code again on the command line (then it is not read from here)."""
+    code = [s for s in specs if ".py:" in s or Path(s).suffix in (".pt2", ".ts")
+            or (Path(s).is_file() and external.is_torchscript(Path(s)))]
+    if code and not trust_code:
+        raise RobenchError(f"{run_dir / RUN_JSON} records code ({code[0]}) that evaluating it would run; robench runs "
+                           f"only code named on the command line: give it again (robench eval {code[0]} --name "
+                           f"{run_dir.name} --out-dir {run_dir.parent}) or pass --trust-code if you trust this folder")
 
 
 def default_name(spec: str) -> str:

@@ -10,11 +10,14 @@ models, none for user models (which normalise themselves, as RobustBench models 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
+import logging
 import os
 import socket
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.errors import RobenchError
+from robench.errors import RobenchError, user_code_failed
 
 INPUT_RANGES = ("0-1", "0-255")
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -107,6 +110,10 @@ def torchvision_backbone(spec: str, num_classes: int, pretrained: bool = False) 
                            f"print(torchvision.models.list_models())\"")
     if not pretrained:
         return models.get_model(name, weights=None, num_classes=num_classes)
+    cached = _torch_hub_file(models.get_model_weights(name).DEFAULT.url)
+    if not cached.exists() and not _online("download.pytorch.org"):
+        # Offline, torch.hub would make its cache folders and print "Downloading ..." before failing.
+        raise RobenchError(_no_weights(spec, ConnectionError(f"offline, and {cached} is not cached")))
     try:
         model = models.get_model(name, weights="DEFAULT")
     except Exception as e:
@@ -146,6 +153,13 @@ def _online(host: str) -> bool:
         return False
 
 
+def _torch_hub_file(url: str) -> Path:
+    """Where torch.hub caches the weights at `url` (what torchvision's weights load from)."""
+    from urllib.parse import urlparse
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
 def _no_weights(spec: str, error: Exception) -> str:
     first = (str(error).splitlines() or [type(error).__name__])[0][:160]
     return (f"cannot get the pretrained weights of {spec} ({type(error).__name__}: {first}); they are downloaded "
@@ -166,10 +180,13 @@ def user_factory(spec: str, num_classes: int) -> nn.Module:
     loader = importlib.util.spec_from_file_location(module_name, file)
     module = importlib.util.module_from_spec(loader)
     sys.modules[module_name] = module
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the user's folder
     try:
         loader.loader.exec_module(module)
     except Exception as e:
-        raise RobenchError(f"importing {file} failed ({type(e).__name__}: {e}); fix the file") from None
+        raise user_code_failed(f"importing {file}", e, "fix the file") from None
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     factory = getattr(module, name, None)
     if not callable(factory):
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
@@ -178,7 +195,11 @@ def user_factory(spec: str, num_classes: int) -> nn.Module:
         takes = "num_classes" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         takes = False
-    model = factory(num_classes=num_classes) if takes else factory()
+    try:
+        model = factory(num_classes=num_classes) if takes else factory()
+    except Exception as e:  # the user's code: one line naming it, not robench's traceback
+        raise user_code_failed(f"{file}:{name}()", e, "fix the factory (it is called with no arguments, or "
+                                                       "num_classes= when it takes that)") from None
     if not isinstance(model, nn.Module):
         raise RobenchError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -187,13 +208,29 @@ def user_factory(spec: str, num_classes: int) -> nn.Module:
 def saved_program(path: Path) -> nn.Module:
     """A TorchScript file (torch.jit.save) or a torch.export file (torch.export.save, .pt2)."""
     try:
-        if path.suffix == ".pt2":
-            return torch.export.load(path).module()
-        return torch.jit.load(path, map_location="cpu")
+        with _quiet_loaders():
+            if path.suffix == ".pt2":
+                return torch.export.load(path).module()
+            return torch.jit.load(path, map_location="cpu")
     except Exception as e:
         kind = "torch.export" if path.suffix == ".pt2" else "TorchScript"
         raise RobenchError(f"{path} is not a {kind} file ({type(e).__name__}); save the model with "
                            f"torch.jit.save or torch.export.save (.pt2), or give file.py:factory") from None
+
+
+@contextlib.contextmanager
+def _quiet_loaders():
+    """torch.jit.load warns that it is deprecated (2 lines on every eval of a TorchScript file) and
+    torch.export.load logs a damaged file's traceback (12 lines) before failing: robench says what
+    went wrong in one line of its own, so both are silenced while a program loads."""
+    log = logging.getLogger("torch.export")
+    was_disabled, log.disabled = log.disabled, True
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+            yield
+    finally:
+        log.disabled = was_disabled
 
 
 def is_torchscript(path: Path) -> bool:

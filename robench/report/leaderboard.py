@@ -34,7 +34,7 @@ from robench.config import ReportConfig
 from robench.errors import RobenchError
 from robench.report.formats import check_outputs, render, write_output
 from robench.report.views import TITLES
-from robench.report.tidy import Results, load
+from robench.report.tidy import Results, find_run_dirs, load
 from robench.report.tidy import CALIBRATION
 
 NOT_EVALUATED = "not evaluated"
@@ -350,7 +350,10 @@ def write_report(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tu
         from robench.report.plots import write_plots
 
         write_plots(result, Path(cfg.plots))
-    warnings = list(result.warnings)
+    warnings = [f"ignored {folder}: a hidden folder (left by an --overwrite that was killed, or hidden on purpose); "
+                f"delete it, or rename it without the leading '.' to rank it"
+                for folder in find_run_dirs(folders, hidden=True)]
+    warnings += result.warnings
     if cfg.robustbench:
         from robench.report.robustbench import write_cards
 

@@ -64,14 +64,18 @@ class Results:
         return Results(cells.reset_index(drop=True), runs.reset_index(drop=True))
 
 
-def find_run_dirs(roots: list[Path]) -> list[Path]:
+def find_run_dirs(roots: list[Path], hidden: bool = False) -> list[Path]:
+    """The run folders under `roots`: folders holding run.json or config.yaml. A folder inside a hidden
+    one (".r.overwrite", the staging folder of an --overwrite killed by SIGKILL, or ".r.replaced") is
+    not a run to rank: with hidden=True those are returned instead, for `robench report` to name."""
     dirs = set()
     for root in roots:
         root = Path(root)
         if not root.exists():
             raise RobenchError(f"{root} does not exist; give a results folder or run folders")
         for name in (RUN_JSON, CONFIG):
-            dirs.update(p.parent for p in root.rglob(name) if p.parent.name != EVAL_DIR)
+            dirs.update(p.parent for p in root.rglob(name) if p.parent.name != EVAL_DIR
+                        and any(part.startswith(".") for part in p.parent.relative_to(root).parts) == hidden)
     return sorted(dirs)
 
 

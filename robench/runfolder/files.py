@@ -144,10 +144,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def check_run_name(name: str) -> str:
     """A run name is one folder inside the results folder: a name that is empty, '.', '..', holds a
-    path separator or is absolute would put (or delete) a run somewhere else."""
+    path separator or is absolute would put (or delete) a run somewhere else. Every name that becomes
+    a folder goes through here: train's --name, eval's --name and --ensemble."""
     separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
     if name in ("", ".", "..") or any(sep in name for sep in separators) or "\0" in name:
-        raise RobenchError(f"run name '{name}' must be a plain folder name (no '/', not '.' or '..'); "
+        raise RobenchError(f"run name '{name}' must be a plain folder name (not empty, no '/', not '.' or '..'); "
                            f"choose where runs go with --out-dir")
     return name
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import torch
 
 from robench.runtime import distributed
 from robench.errors import RobenchError
+from robench.runfolder.files import CHECKPOINT
 
 INTERRUPTED = 75  # EX_TEMPFAIL: the run was checkpointed and can be resumed
 
@@ -28,6 +30,17 @@ class Interrupted(RobenchError):
     def __init__(self, message: str, exit_code: int = INTERRUPTED):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def interrupted_at_once(run_dir: Path, staged: bool) -> Interrupted:
+    """A second Ctrl-C stops training at once, between checkpoints: one line saying what was kept."""
+    if staged:
+        kept = f"the new run is discarded and the old run in {run_dir} is kept"
+    elif (run_dir / CHECKPOINT).exists():
+        kept = f"{run_dir} keeps its last checkpoint; continue with: robench train --resume {run_dir}"
+    else:
+        kept = f"no epoch had finished, so nothing was kept in {run_dir}"
+    return Interrupted(f"stopped at once by a second Ctrl-C: {kept}", exit_code=130)
 
 
 class StopSignals:

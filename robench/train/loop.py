@@ -144,7 +144,7 @@ def load_teacher(cfg: TrainConfig, device: torch.device, num_classes: int, probe
 def resolve_run(cfg: TrainConfig) -> TrainConfig:
     """Fill in what the config leaves to defaults (lr, name, parameters) and check every name."""
     cfg.lr = default_lr(cfg.optimizer) if cfg.lr is None else cfg.lr
-    cfg.name = check_run_name(cfg.name or default_run_name(cfg))
+    cfg.name = check_run_name(cfg.name if cfg.name is not None else default_run_name(cfg))
     check_names(cfg)
     return cfg
 
@@ -365,10 +365,13 @@ def train(cfg: TrainConfig, overwrite: bool = False, echo: Callable[[str], None]
                                              f"continue with: robench train --resume {run.run_dir}")
                 at = Position.start(epoch + 1, run.device)
     except BaseException as e:
-        if resume or not distributed.is_main():
+        if not distributed.is_main():
             raise
-        staged = run.folder != run.run_dir
-        staging.abandon(run.folder, run.run_dir)
+        staged = not resume and run.folder != run.run_dir
+        if not resume:
+            staging.abandon(run.folder, run.run_dir)
+        if isinstance(e, KeyboardInterrupt):  # a second Ctrl-C: say what was kept (typer would say nothing)
+            raise interrupts.interrupted_at_once(run.run_dir, staged) from None
         if staged and isinstance(e, interrupts.Interrupted):
             raise interrupts.Interrupted(f"stopped by {stop.name} before the first epoch ended: the new run is "
                                      f"discarded and the old run in {run.run_dir} is kept", exit_code=130) from None

@@ -170,7 +170,7 @@ def test_input_range_and_image_size_reach_the_model(factory_file, tmp_path):
     # The results folder rebuilds the model from its run.json, input convention included.
     seen.unlink()
     result = invoke("eval", tmp_path / "results" / "spy-build", "--corruptions", "none", "--limit", N, "--device", "cpu",
-                    "--force")  # its cells are done: --force measures them again
+                    "--force", "--trust-code")  # its cells are done: --force measures them again
     assert result.exit_code == 0, result.output
     assert torch.allclose(torch.load(seen), expected, atol=1e-3)
     run = json.loads((tmp_path / "results" / "spy-build" / "run.json").read_text())

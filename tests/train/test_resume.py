@@ -166,7 +166,7 @@ def test_a_start_that_never_checkpointed_does_not_block_a_rerun(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("a user's file")
     result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out-dir", tmp_path, "--name", "mine"])
-    assert result.exit_code == 2 and "already holds a run" in result.stderr
+    assert result.exit_code == 2 and "is not a robench run" in result.stderr
 
 
 @pytest.fixture(scope="module")
