@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robench.corruptions.protocol import SEVERITIES
+from robench.corruptions.protocol import CHUNK, SEVERITIES
 from robench.corruptions.registry import generated_batches
 from robench.data.download import data_dir, extract_tar, fetch
 from robench.errors import RobenchError
@@ -123,7 +123,7 @@ class OfficialCSet:
 
 
 def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,
-                    batch_size: int = 1000, on_cell=None, frost: str = "auto") -> Path:
+                    on_cell=None, frost: str = "auto") -> Path:
     """Write a C-set in the official layout from robench's own corruptions.
 
     `<out>/<corruption>.npy` uint8 (5N, H, W, 3) severity-major and `labels.npy` (uint8 when the
@@ -141,7 +141,7 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
         try:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
             for severity in SEVERITIES:
-                for start, batch in generated_batches(images, name, severity, seed, batch_size, frost=frost):
+                for start, batch in generated_batches(images, name, severity, seed, CHUNK, frost=frost):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
                 if on_cell:

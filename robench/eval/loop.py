@@ -153,6 +153,7 @@ class Plan:
 def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     """Resolve an EvalConfig into a Plan. `robench sweep` asks the same plan's store which cells are
     done, so a sweep and an evaluation never disagree about it."""
+    cfg.validate()
     subject = subjects.resolve(cfg)
     names, severities = parse_corruptions(cfg.corruptions), parse_severities(cfg.severities)
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir)

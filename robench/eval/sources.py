@@ -11,7 +11,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from robench.corruptions.protocol import SOURCES
 from robench.corruptions.registry import generated_batches
 from robench.data import csets
 from robench.errors import RobenchError
@@ -19,9 +18,8 @@ from robench.eval.cell import Cell
 
 
 def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, Path | None]:
-    """(official | generated, the released files' folder or None) for a --source choice."""
-    if source not in SOURCES:
-        raise RobenchError(f"unknown --source '{source}'; choose one of: {', '.join(SOURCES)}")
+    """(official | generated, the released files' folder or None) for a --source choice (one of
+    SOURCES, which EvalConfig.validate checks)."""
     folder = csets.find(dataset, c_dir)
     release = csets.release_for(dataset)
     if source == "official":

@@ -24,7 +24,7 @@ from robench.runtime import distributed
 from robench.runfolder import staging
 from robench.train import interrupts
 from robench.augment import make_mixer, make_policy
-from robench.config import TrainConfig, to_yaml
+from robench.config import TrainConfig, eval_batch_size, to_yaml
 from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.data.loader import DeviceLoader
@@ -253,7 +253,7 @@ def train_one_epoch(run: Training, at: Position, stop: interrupts.StopSignals | 
         distributed.broadcast_(buffer)
     test = run.test_split
     share = distributed.share(len(test))
-    correct = count_correct(run.model, test.images[share], test.labels[share], batch_size=max(256, cfg.batch_size),
+    correct = count_correct(run.model, test.images[share], test.labels[share], batch_size=eval_batch_size(None, run.device),
                             device=run.device)
     if distributed.world_size() > 1:
         correct = int(distributed.all_reduce_sum(torch.tensor(correct, device=run.device)).item())
