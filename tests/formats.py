@@ -1,4 +1,5 @@
-"""Builders of tiny files in the exact real formats: CIFAR tarballs, official C-sets, IDX, HF parquet."""
+"""Builders of tiny files in the exact real formats: CIFAR tarballs, official C-sets, IDX, HF parquet;
+and `png_size`, the size a PNG file states."""
 
 from __future__ import annotations
 
@@ -106,3 +107,9 @@ def hf_parquet_dataset(folder: Path, n_train: int = 40, n_test: int = 16, size: 
 
 def md5(path: Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; asserts the PNG signature."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

@@ -1,5 +1,6 @@
 """Hand-made run folders in the exact on-disk formats (config.yaml, run.json, metrics.csv, eval CSVs),
-for report tests whose every number is computed by hand."""
+for report tests whose every number is computed by hand: `make_run` writes one; `three_seeds` and
+`seeds` write a group of seeds of one recipe; `constant` and `calibration` give cell values."""
 
 from __future__ import annotations
 
@@ -60,4 +61,22 @@ def constant(value: float):
     return lambda i, c, s: value
 
 
-__all__ = ["make_run", "constant", "STANDARD", "EXTRA", "CORRUPTIONS"]
+def calibration(i, c, s):
+    """Calibration columns for make_run: rising with the severity (RMS-CE also with the corruption)."""
+    return dict(nll=0.1 * (s + 1), brier=0.01 * s, ece=0.01 * s, rms_ce=0.02 * s + 0.001 * max(i, 0))
+
+
+def three_seeds(root, prefix, mces, policy="standard", lr=0.05, **kw):
+    """Runs <prefix>-s0, -s1, ...: seed k has error mces[k] in every cell and clean error 5 + k."""
+    for seed, m in enumerate(mces):
+        make_run(root, f"{prefix}-s{seed}", errors=constant(m), clean=5.0 + seed, seed=seed, policy=policy, lr=lr, **kw)
+
+
+def seeds(root, prefix, mces, **kw):
+    """Runs <prefix>-s0, -s1, ...: seed k has error mces[k] + s + (i % 4) in cell (i, s), clean 4 + k."""
+    for seed, m in enumerate(mces):
+        make_run(root, f"{prefix}-s{seed}", errors=lambda i, c, s, m=m: m + s + (i % 4), clean=4.0 + seed, seed=seed,
+                 **kw)
+
+
+__all__ = ["make_run", "constant", "calibration", "three_seeds", "seeds", "STANDARD", "EXTRA", "CORRUPTIONS"]

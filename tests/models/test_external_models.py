@@ -1,12 +1,12 @@
 """Models robench did not train: timm, torchvision, a user factory file, TorchScript and torch.export
 files through `robench eval` and `robench.evaluate`, checked against a direct forward pass; the
-one-line errors; ensembles; the run-like results folder that `robench report` ranks.
+one-line errors; ensembles; the run-like results folder that `robench report` ranks. (The Python
+API itself, robench.evaluate and robench.summarize, is tested in tests/eval/test_api.py.)
 
 Data: the embedded shapes10 test split, first N images; tiny models with seeded random weights.
 """
 
 import json
-import math
 import textwrap
 
 import numpy as np
@@ -106,21 +106,6 @@ def test_timm_model_with_checkpoint_through_the_cli(test_split, tmp_path):
     assert run["parameters"] == sum(p.numel() for p in net.parameters())
     assert run["source"]["kind"] == "library" and run["source"]["checkpoint"].endswith("r.pth")
     assert run["input"]["mean"] == pytest.approx(list(mean)) and run["input"]["input_range"] == "0-1"
-
-
-def test_torchvision_model_through_the_python_api(test_split, tmp_path):
-    torchvision = pytest.importorskip("torchvision")
-    images, labels = test_split
-    torch.manual_seed(2)
-    net = torchvision.models.get_model("resnet18", num_classes=10).eval()
-    torch.save(net.state_dict(), tmp_path / "tv.pt")
-    cells = robench.evaluate("torchvision:resnet18", dataset="shapes10", corruptions="contrast", severities="1,2",
-                             limit=N, device="cpu", checkpoint=str(tmp_path / "tv.pt"), normalize="0.5,0.25")
-    assert list(zip(cells.corruption, cells.severity)) == [("clean", 0), ("contrast", 1), ("contrast", 2)]
-    assert {"error", "nll", "brier", "ece", "rms_ce"} <= set(cells.columns)
-    correct, nll = direct(net, (images.float() / 255 - 0.5) / 0.25, labels)  # --normalize MEAN,STD
-    assert int(cells.correct[0]) == correct and cells.nll[0] == pytest.approx(nll, abs=1e-5)
-    assert cells.error[0] == pytest.approx(100 * (1 - correct / N), abs=1e-3)
 
 
 def test_plain_module_factory_torchscript_and_export_agree(test_split, factory_file, tmp_path):
@@ -311,21 +296,6 @@ def test_save_predictions_writes_each_cells_predictions_and_confidences(factory_
         assert np.array_equal(z["labels"], labels.numpy())
     row = clean_row(tmp_path / "net-build" / "eval" / "shapes10-generated.csv")
     assert int(row["correct"]) == int((p.argmax(1) == labels).sum())
-
-
-def test_summarize_gives_clean_error_mce_and_calibration():
-    rows = [dict(corruption="clean", severity=0, error=5.0, nll=0.2, brier=0.1, ece=0.02, rms_ce=0.03)]
-    for i, c in enumerate(robench.CORRUPTIONS):
-        for s in range(1, 6):
-            rows.append(dict(corruption=c, severity=s, error=float(i + s), nll=0.5, brier=0.3, ece=0.1 * (i < 15),
-                             rms_ce=0.2))
-    import pandas as pd
-
-    summary = pd.DataFrame(rows).pipe(robench.summarize)
-    assert summary["clean_error"] == 5.0 and summary["mCE"] == pytest.approx(7 + 3)
-    assert summary["extra_error"] == pytest.approx(16.5 + 3)
-    assert summary["c_ece"] == pytest.approx(0.1) and summary["clean_rms_ce"] == 0.03
-    assert math.isnan(pd.DataFrame(rows[:-1]).pipe(robench.summarize)["extra_error"])
 
 
 def test_train_accepts_library_models_at_another_image_size(tmp_path):

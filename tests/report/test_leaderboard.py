@@ -1,20 +1,18 @@
-"""The report against numbers computed by hand: run folders with hand-made eval CSVs go through the
-whole pipeline (tidy table -> views -> text), and every value is checked."""
+"""robench.report.leaderboard against numbers computed by hand: run folders with hand-made eval CSVs
+go through the whole pipeline (tidy table -> views -> text), and every value is checked; and the
+`robench report` verb (leaderboard.write_report) on the command line: outputs, plots, cards, one-line errors."""
 
-import json
+import importlib.util
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
-from runfolders import CORRUPTIONS, EXTRA, STANDARD, constant, make_run
+from runfolders import calibration, constant, make_run, three_seeds
+from typer.testing import CliRunner
 
-from robench.report import leaderboard as R
-from robench.report import formats as F
-from robench.report import views as V
+from robench.cli import app
 from robench.errors import RobenchError
-from robench.report.stats import difference, t_quantile
-from robench.report.tidy import load
+from robench.report import leaderboard as R
+from robench.report import views as V
 
 
 def board_row(rep, run):
@@ -86,11 +84,6 @@ def test_normalised_and_relative_mce_with_error_profiles_that_vary_by_corruption
     assert abs(row["norm. mCE"] - totals) > 1
 
 
-def three_seeds(root, prefix, mces, policy="standard", lr=0.05, **kw):
-    for seed, m in enumerate(mces):
-        make_run(root, f"{prefix}-s{seed}", errors=constant(m), clean=5.0 + seed, seed=seed, policy=policy, lr=lr, **kw)
-
-
 def test_seeds_are_grouped_with_mean_std_and_a_paired_interval(tmp_path):
     three_seeds(tmp_path, "std", [30.0, 32.0, 34.0])
     three_seeds(tmp_path, "aug", [20.0, 21.0, 25.0], policy="augmix")
@@ -119,19 +112,6 @@ def test_welch_interval_when_the_seeds_differ(tmp_path):
     # Equal variances (4) and sizes (3): se = sqrt(4/3 + 4/3), Welch df = 4, t(0.975, 4) = 2.776445.
     assert aug["Δ mCE method"] == "welch" and aug["Δ mCE"] == pytest.approx(-10.0)
     assert aug["Δ mCE ci"] == pytest.approx(2.776445 * math.sqrt(8 / 3), rel=1e-6)
-
-
-def test_student_t_quantiles_and_difference_helpers():
-    for df, expected in [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)]:
-        assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-6)
-    assert t_quantile(0.025, 4) == pytest.approx(-2.776445, abs=2e-6)
-    # Welch with unequal variances: df = (a + b)^2 / (a^2/(n1-1) + b^2/(n2-1)), here a = 1/3, b = 16/3.
-    d = difference([(0, 1.0), (1, 2.0), (2, 3.0)], [(5, 0.0), (6, 4.0), (7, 8.0)])
-    a, b = 1 / 3, 16 / 3
-    df = (a + b) ** 2 / (a ** 2 / 2 + b ** 2 / 2)
-    assert d.method == "welch" and d.half_width == pytest.approx(t_quantile(0.975, df) * math.sqrt(a + b))
-    assert 2.776 < t_quantile(0.975, df) < 4.303  # df between 2 and 4
-    assert difference([(0, 3.0)], [(0, 1.0)]).half_width is None  # one seed: no interval
 
 
 def test_incomplete_runs_are_marked_never_averaged_over_fewer_cells(tmp_path):
@@ -201,10 +181,6 @@ def test_different_test_sets_are_ranked_apart_with_a_warning(tmp_path):
     assert R.report([same]).warnings == [] and list(R.report([same]).leaderboard["rank"]) == [1, 2]
 
 
-def calibration(i, c, s):
-    return dict(nll=0.1 * (s + 1), brier=0.01 * s, ece=0.01 * s, rms_ce=0.02 * s + 0.001 * max(i, 0))
-
-
 def test_calibration_columns_when_present(tmp_path):
     make_run(tmp_path, "cal", errors=constant(20.0), calibration=calibration)
     make_run(tmp_path, "plain", errors=constant(25.0), lr=0.1)
@@ -218,25 +194,6 @@ def test_calibration_columns_when_present(tmp_path):
     header, _ = V.display_tables(rep)["leaderboard"]
     assert header[-4:] == ["RMS-CE", "ECE", "NLL", "status"]
     assert "nll" in rep.cells.columns and "RMS-CE" not in V.display_tables(R.report([tmp_path / "plain"]))["leaderboard"][0]
-
-
-def test_tidy_table_has_every_cell_and_writes_whole(tmp_path):
-    make_run(tmp_path / "runs", "a", errors=lambda i, c, s: float(i + s), calibration=calibration, seed=3)
-    make_run(tmp_path / "runs", "b", errors=constant(5.0), severities=(2,), lr=0.1)
-    results = load([tmp_path / "runs"])
-    cells = results.cells
-    assert list(cells.columns[:12]) == ["run", "model", "policy", "dataset", "source", "seed", "eval_seed", "corruption",
-                                        "severity", "n", "error", "frost_textures"]
-    assert len(cells) == (1 + 95) + (1 + 19) and set(cells.columns[12:]) == {"nll", "brier", "ece", "rms_ce"}
-    one = cells[(cells["run"] == "a") & (cells["corruption"] == "fog") & (cells["severity"] == 4)].iloc[0]
-    assert one["error"] == CORRUPTIONS.index("fog") + 4 and one["seed"] == 3 and one["rms_ce"] == pytest.approx(0.08 + 0.009)
-    rep = R.report([tmp_path / "runs"])
-    R.write_output(rep, tmp_path / "board.csv")
-    back = pd.read_csv(tmp_path / "board.csv")
-    assert len(back) == len(cells) and back["error"].sum() == pytest.approx(cells["error"].sum())
-    pytest.importorskip("pyarrow")
-    R.write_output(rep, tmp_path / "board.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "board.parquet"), cells, check_dtype=False)
 
 
 def test_filters_and_sort(tmp_path):
@@ -258,35 +215,42 @@ def test_filters_and_sort(tmp_path):
         R.report([tmp_path], baseline="nope")
 
 
-def test_formats(tmp_path):
-    three_seeds(tmp_path, "r18_std", [30.0, 32.0, 34.0])
-    rep = R.report([tmp_path])
-    md = R.render(rep, "md")
-    assert md.startswith("## Leaderboard") and "| r18_std" in md and "32.00 ± 2.00 (3)" in md
-    latex = R.render(rep, "latex")
-    for piece in (r"\toprule", r"\midrule", r"\bottomrule", r"r18\_std", r"32.00 $\pm$ 2.00 (3)", r"\begin{tabular}"):
-        assert piece in latex
-    assert "|" not in latex.split(r"\begin{tabular}")[1].split("\n")[0]  # booktabs: no vertical rules
-    data = json.loads(R.render(rep, "json"))
-    assert data["leaderboard"][0]["mCE"] == pytest.approx(32.0) and data["leaderboard"][0]["mCE std"] == pytest.approx(2.0)
-    assert set(data) == {"leaderboard", "corruptions", "severities", "warnings", "notes"}
-    csv_text = R.render(rep, "csv")
-    assert csv_text.splitlines()[0].startswith("rank,run,runs,model") and ",32.0,2.0,3," in csv_text
-    with pytest.raises(RobenchError, match="unknown report format 'xls'"):
-        R.render(rep, "xls")
-    with pytest.raises(RobenchError, match="--out must end in"):
-        R.check_outputs([tmp_path / "board.txt"])
-
-
-def test_markdown_table_is_aligned():
-    text = F.markdown_table(["run", "mCE"], [["a", "1.00"], ["bbb", "22.50 ± 1.00 (3)"]])
-    lines = text.splitlines()
-    assert lines[0] == "| run |              mCE |" and lines[1] == "|-----|-----------------:|"
-    assert lines[3] == "| bbb | 22.50 ± 1.00 (3) |"
-
-
 def test_no_run_folders_is_an_error(tmp_path):
     with pytest.raises(RobenchError, match="no run folders"):
         R.report([tmp_path])
     with pytest.raises(RobenchError, match="does not exist"):
         R.report([tmp_path / "nope"])
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="--plots needs matplotlib")
+def test_report_command_line(two_groups, tmp_path):
+    result = invoke("report", two_groups, "--baseline", "standard", "--out", tmp_path / "board.md", "--out",
+                    tmp_path / "cells.csv", "--out", tmp_path / "board.tex", "--plots", tmp_path / "plots",
+                    "--robustbench", tmp_path / "rb")
+    assert result.exit_code == 0, result.output
+    assert "| augmix" in result.stdout and "(paired)" in result.stdout and "not evaluated" in result.stdout
+    assert (tmp_path / "board.md").read_text() == result.stdout
+    assert r"\toprule" in (tmp_path / "board.tex").read_text()
+    assert (tmp_path / "cells.csv").read_text().count("\n") == 1 + 6 * 96
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 4 and (tmp_path / "rb" / "shapes10").is_dir()
+    flat = invoke("report", two_groups, "--no-group", "--format", "csv", "--sort", "clean")
+    assert flat.exit_code == 0 and flat.stdout.splitlines()[1].split(",")[1] == "augmix-s0"
+    assert len(flat.stdout.splitlines()) == 1 + 7
+    for args, message in [(["--out", tmp_path / "x.txt"], "--out must end in"), (["--format", "docx"], "unknown report format"),
+                          (["--sort", "speed"], "unknown --sort"), (["--baseline", "nope"], "baseline run 'nope'"),
+                          (["--model", "wrn-40-2"], "no run folders match")]:
+        bad = invoke("report", two_groups, *args, "--out", tmp_path / "never.md")
+        assert bad.exit_code == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.output
+        assert not (tmp_path / "never.md").exists()
+
+
+def test_mixed_test_sets_print_a_warning_line(tmp_path):
+    make_run(tmp_path, "a", errors=constant(20.0), n=1000)
+    make_run(tmp_path, "b", errors=constant(20.0), n=200, lr=0.1)
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 0
+    assert result.stderr.startswith("warning: shapes10: runs were evaluated on different test sets")

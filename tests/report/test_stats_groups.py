@@ -1,6 +1,7 @@
-"""Groups of seeds in the report: a difference against the baseline is paired by seed (not by the
-order the runs are listed in), and replicates of one recipe form one group whatever device each
-ran on."""
+"""robench.report.stats and the groups of seeds in the report: Student's t quantiles and the
+paired/Welch difference helpers against tabulated values; a difference against the baseline is
+paired by seed (not by the order the runs are listed in), and replicates of one recipe form one
+group whatever device each ran on."""
 
 import json
 import math
@@ -77,3 +78,16 @@ def test_runs_of_another_recipe_are_another_group(tmp_path):
     make_run(tmp_path, "a-s2", errors=constant(10.0), seed=2, lr=0.1)  # another learning rate
     rep = report([tmp_path])
     assert sorted(rep.leaderboard["size"]) == [1, 2]
+
+
+def test_student_t_quantiles_and_difference_helpers():
+    for df, expected in [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)]:
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-6)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.776445, abs=2e-6)
+    # Welch with unequal variances: df = (a + b)^2 / (a^2/(n1-1) + b^2/(n2-1)), here a = 1/3, b = 16/3.
+    d = difference([(0, 1.0), (1, 2.0), (2, 3.0)], [(5, 0.0), (6, 4.0), (7, 8.0)])
+    a, b = 1 / 3, 16 / 3
+    df = (a + b) ** 2 / (a ** 2 / 2 + b ** 2 / 2)
+    assert d.method == "welch" and d.half_width == pytest.approx(t_quantile(0.975, df) * math.sqrt(a + b))
+    assert 2.776 < t_quantile(0.975, df) < 4.303  # df between 2 and 4
+    assert difference([(0, 3.0)], [(0, 1.0)]).half_width is None  # one seed: no interval

@@ -14,6 +14,8 @@ with its reason, where torch sees no CUDA device.
 Nothing here imports `datasets` (the GPU machine has torch, torchvision and the like only).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -27,14 +29,15 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by make gpu-check)")]
 
 RANDOM = [c for c in CORRUPTIONS if c not in DETERMINISTIC]
+# ../shared beside the clone, as tests/conftest.py finds it (not `from conftest import SHARED`: with a
+# conftest.py in a test folder, such as tests/report/, the module named conftest is another one).
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 SHARED_INPUTS = "golden/cifar10c/inputs.npy"
 
 
 def photo_batch(n: int = 128) -> torch.Tensor:
     """The golden inputs when ../shared is beside the clone, else smooth random images with flat
     patches (where exactness is hardest: many values land on an integer)."""
-    from conftest import SHARED
-
     if (SHARED / SHARED_INPUTS).exists():
         return torch.from_numpy(np.load(SHARED / SHARED_INPUTS)).permute(0, 3, 1, 2).contiguous()[:n]
     g = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
 """The seed systems' recipes (Keras RandAugment tutorial, CutMix blog, the tricks list): each resolves
-to a valid run with the settings its source states. The AugMix paper's recipes are checked in test_cli."""
+to a valid run with the settings its source states. The AugMix paper's recipes are checked in
+tests/test_config.py."""
 
 from pathlib import Path
 

@@ -237,16 +237,3 @@ def test_the_loader_splits_each_global_batch_across_ranks_and_resumes_mid_epoch(
     assert [l.tolist() for _, l in again] != [b.tolist() for b in whole]  # the next pass is epoch 3
     assert [share(10, r, 3) for r in range(3)] == [slice(0, 3), slice(3, 6), slice(6, 10)]
     assert rank_seed(7, 0) == 7 and len({rank_seed(7, r) for r in range(8)}) == 8
-
-
-def test_seeds_train_one_run_per_seed(tmp_path):
-    result = runner.invoke(app, ["train", *TINY, "--epochs", "1", "--out-dir", str(tmp_path), "--name", "x",
-                                 "--seeds", "3,5"])
-    assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x-s3", "x-s5"]
-    import yaml
-
-    assert [yaml.safe_load((tmp_path / n / "config.yaml").read_text())["seed"] for n in ("x-s3", "x-s5")] == [3, 5]
-    assert load(tmp_path / "x-s3" / "checkpoint.pt")["state_dict"]["backbone.0.0.weight"].ne(
-        load(tmp_path / "x-s5" / "checkpoint.pt")["state_dict"]["backbone.0.0.weight"]).any()
-    assert result.stdout.count("done: ") == 2
