@@ -1,4 +1,4 @@
-"""Per-cell calibration metrics (robench.metrics.CellMetrics): hand-computed values on fixed logits,
+"""Per-cell calibration metrics (robench.eval.metrics.CellMetrics): hand-computed values on fixed logits,
 ECE against torchmetrics, RMS calibration error against hand-computed adaptive bins (with the
 reference code's left-out last bin), and a state that shards can combine."""
 
