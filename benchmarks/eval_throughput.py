@@ -7,7 +7,7 @@ hard-linked under every name) in a temp dir, then times
 - the AugMix reference's loop (per-image PIL ToTensor + Normalize in a DataLoader) and
 - RobustBench's loop (each .npy loaded again per severity, fp32, batches of 100),
 the two comparators on --reference-corruptions corruptions only (they are slow; images/s compare).
-robench's counts use float32 logits (see robench/metrics.py); `robench_bf16_forward` times the same
+robench's counts use float32 logits (see robench/eval/loop.py, Forward.logits); `robench_bf16_forward` times the same
 model under bf16 autocast for reference (not what eval reports). Prints one JSON line per figure.
 
   python benchmarks/eval_throughput.py [--model resnet18|small-cnn|none] [--n 10000] [--corruptions 19] [--device auto]

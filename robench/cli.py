@@ -50,7 +50,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except RobenchError as e:
-            _fail(str(e), getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.faults)
+            _fail(str(e), getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.train.interrupts)
         except KeyboardInterrupt:  # typer would turn it into exit 130 with nothing said
             if os.environ.get("RANK", "0") == "0":
                 typer.echo("robench: interrupted by Ctrl-C; every file written so far is whole (writes are atomic)",

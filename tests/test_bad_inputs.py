@@ -479,7 +479,7 @@ def test_a_bare_checkpoint_is_evaluated_on_the_dataset_it_records(world, monkeyp
 @pytest.mark.parametrize("when, kept", [(1, "nothing was kept"), (2, "keeps its last checkpoint; continue with: "
                                                                       "robench train --resume")])
 def test_a_second_ctrl_c_during_training_says_what_was_kept(when, kept, world, monkeypatch, capsys):
-    """A second Ctrl-C raises KeyboardInterrupt in the training loop (faults.StopSignals); it used
+    """A second Ctrl-C raises KeyboardInterrupt in the training loop (train.interrupts.StopSignals); it used
     to exit 130 with nothing on stderr."""
     from robench.train import loop as train
 

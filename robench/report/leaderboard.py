@@ -1,6 +1,6 @@
 """`robench report`: leaderboards from run folders, a pure function of the folders' files.
 
-Everything is computed from the tidy table of robench.tidy (one row per evaluated cell): the
+Everything is computed from the tidy table of robench.report.tidy (one row per evaluated cell): the
 cells of each evaluation (run, dataset, source) are pivoted into an array E[corruption, severity],
 and every view is a reduction of it.
 
@@ -13,8 +13,9 @@ and every view is a reduction of it.
   with how many cells it has), never a mean over fewer cells.
 - Runs that differ only in their seed form one row: mean ± standard deviation (n seeds).
 
-What the views look like (markdown, CSV, JSON, HTML, LaTeX) is robench.report_formats. Imports
-pandas and numpy, never torch; matplotlib only when plotting (robench.plots).
+What the views say as text is robench.report.views; what they look like (markdown, CSV, JSON,
+HTML, LaTeX) is robench.report.formats and robench.report.html. Imports pandas and numpy, never
+torch; matplotlib only when plotting (robench.report.plots).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the one module that needs torch, is imported by name).
     results/<run>/eval/<dataset>-<source>.csv    one row per cell              cellstore.py
     results/<run>/eval/<dataset>-<source>.json   whose cells the CSV holds, every evaluation
 
-    files.py        every file name and column list above, atomic writes, reading and checking them
+    files.py        every file name above and the eval CSV's columns, atomic writes, reading and checking
     cellstore.py    the eval CSV as a store of finished cells under a file lock (resumable evals)
     staging.py      which folders a new run may replace, and replacing one via a staging folder
     checkpoints.py  saving and loading checkpoints (torch, weights_only)

@@ -1,6 +1,6 @@
 """The eval CSV as a store of finished cells, so that long evaluations resume and may overlap.
 
-    eval/<dataset>-<source>.csv    one row per finished cell (runfiles.EVAL_FIELDS)
+    eval/<dataset>-<source>.csv    one row per finished cell (files.EVAL_FIELDS)
     eval/<dataset>-<source>.json   whose cells the CSV holds, and every evaluation that wrote there
     eval/.<dataset>-<source>.csv.lock   taken while either file is read and rewritten
 

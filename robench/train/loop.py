@@ -5,10 +5,11 @@ run needs), `train_one_epoch`, `save_epoch` (metrics row and checkpoint), and `t
 strings them together. The epoch loop never waits for the device: loss and error are summed on
 the device and read once per epoch (and at each --checkpoint-every checkpoint).
 
-Under torchrun (robench.distributed) each rank trains a DistributedDataParallel replica on its
+Under torchrun (robench.runtime.distributed) each rank trains a DistributedDataParallel replica on its
 share of every global batch, with its own augmentation stream; sums are all-reduced and only rank
-0 writes or prints. Resuming (robench.resume) and stopping on signals or a non-finite loss
-(robench.faults) hook in at step and epoch boundaries.
+0 writes or prints. Resuming (robench.train.resume) and stopping on signals or a non-finite loss
+(robench.train.interrupts) hook in at step and epoch boundaries; which folder a new run writes into
+until its first epoch ends is robench.runfolder.staging.
 """
 
 from __future__ import annotations
@@ -279,7 +280,7 @@ def last_good(run: Training) -> str:
 
 
 def save_checkpoint(run: Training, at: Position) -> None:
-    """Everything needed to continue from `at` (robench.resume), written atomically by rank 0 after
+    """Everything needed to continue from `at` (robench.train.resume), written atomically by rank 0 after
     checking that the loss and the weights are finite. Every rank must call it (the ranks' random
     states are gathered)."""
     loss_sum, wrong, seen, bad = totals(run, at)
