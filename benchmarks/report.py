@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from robench.report import leaderboard as R
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES
+from robench.report import leaderboard as R
 from robench.report.html import page
 from robench.report.tidy import load
 

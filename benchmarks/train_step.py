@@ -23,9 +23,9 @@ import torch
 
 from robench.config import TrainConfig
 from robench.models import build_model
-from robench.train.optim import make_optimizer
 from robench.runtime.device import device_name, resolve_device
 from robench.train.loop import Step
+from robench.train.optim import make_optimizer
 
 SETTINGS = [
     ("none", {}), ("standard", {}), ("cutout", {}), ("randaugment", {}), ("autoaugment", {}),

@@ -247,7 +247,8 @@ def data_download(
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.data import csets, load_split
-    from robench.data.download import data_dir as current_data_dir, set_data_dir
+    from robench.data.download import data_dir as current_data_dir
+    from robench.data.download import set_data_dir
 
     set_data_dir(data_dir)
     if name in csets.RELEASES:

@@ -21,9 +21,10 @@ from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_sever
 from robench.errors import RobenchError
 from robench.runfolder.files import check_run_name
 
-
 # The dataset of a run that names none, and of a model robench did not train when no --dataset is given.
 DEFAULT_DATASET = "cifar10"
+# Where run folders go when no --out-dir is given.
+RESULTS = "results"
 
 
 def option(default: Any, help: str, flag: str | None = None):
@@ -68,7 +69,7 @@ class TrainConfig:
                                                 "always written at the end of each epoch).")
     sync_bn: bool = option(False, "Under torchrun: synchronise BatchNorm statistics across ranks.")
     name: str | None = option(None, "Run folder name. [default: <model>-<policy>-<dataset>-s<seed>]")
-    out_dir: str = option("results", "Where run folders go.")
+    out_dir: str = option(RESULTS, "Where run folders go.")
     data_dir: str | None = option(None, "Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
     train_limit: int | None = option(None, "Use only the first N training images (quick experiments, tests).")
     test_limit: int | None = option(None, "Use only the first N test images.")
@@ -152,7 +153,7 @@ class EvalConfig:
                                         "NAME; results go to <out-dir>/NAME/.")
     name: str | None = option(None, "Results folder name of a model robench did not train. [default: from the "
                                     "model, e.g. timm-resnet18]")
-    out_dir: str = option("results", "Where results folders of models robench did not train go.")
+    out_dir: str | None = option(None, f"Where results folders of models robench did not train go. [default: {RESULTS}]")
     trust_code: bool = option(False, "Re-evaluating a results folder whose run.json records code (file.py:factory, a "
                                      "TorchScript or torch.export file): load that code. Without it robench runs only "
                                      "code named on the command line.")

@@ -30,8 +30,8 @@ POLICIES = (("standard", dict(policy="standard")), ("augmix-jsd", dict(policy="a
 
 def demo(dataset: str = "shapes10", out_dir: str = "results/demo", device: str = "auto", epochs: int | None = None,
          echo: Callable[[str], None] = print) -> str:
-    from robench.report import leaderboard as report
     from robench.eval.loop import evaluate_run
+    from robench.report import leaderboard as report
     from robench.runfolder.files import atomic_write_text
     from robench.train.loop import train
 

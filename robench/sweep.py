@@ -38,9 +38,9 @@ import yaml
 
 from robench.config import EvalConfig, TrainConfig, field_names, read_yaml, resolve, to_yaml
 from robench.errors import RobenchError
-from robench.train.interrupts import INTERRUPTED, Interrupted
-from robench.runfolder.staging import holds_a_run
 from robench.runfolder.files import CHECKPOINT, METRICS, RUN_JSON, safe_name
+from robench.runfolder.staging import holds_a_run
+from robench.train.interrupts import INTERRUPTED, Interrupted
 
 GRID_KEYS = ("out_dir", "recipes", "grid", "set", "eval", "slurm")
 # Values of these keys name a run as they are (resnet18); other keys as key+value (lr0.1).
@@ -230,8 +230,8 @@ def _gpus() -> int:
 def run_one(grid: Grid, run: SweepRun, echo: Callable[[str], None]) -> str:
     """Train (or resume) and evaluate one run unless done or locked by another worker."""
     from robench.eval.loop import evaluate_run
-    from robench.train.resume import resume_config
     from robench.train.loop import train
+    from robench.train.resume import resume_config
 
     lock = RunLock(grid, run)
     if not lock.acquire():

@@ -3,10 +3,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from locations import SHARED
 
 torch.set_num_threads(2)
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(params=["cpu-division", "cuda-division"])

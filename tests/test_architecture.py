@@ -19,7 +19,7 @@ PACKAGE = Path(robench.__file__).parent
 
 @pytest.mark.parametrize("module", ["robench", "robench.report", "robench.runfolder", "robench.runfolder.files", "robench.runfolder.cellstore", "robench.runfolder.staging", "robench.corruptions.protocol",
                                     "robench.config", "robench.cli", "robench.report.tidy", "robench.report.stats", "robench.report.leaderboard", "robench.report.formats", "robench.report.views",
-                                    "robench.report.plots", "robench.report.html", "robench.report.robustbench"])
+                                    "robench.report.plots", "robench.report.html", "robench.report.robustbench", "robench.eval.cell"])
 def test_table_and_command_line_modules_import_no_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,18 +17,17 @@ import sys
 import tarfile
 from pathlib import Path
 
+import formats
 import numpy as np
 import pytest
 import torch
 import yaml
+from locations import ROOT, SHARED
 from typer.testing import CliRunner
 
-import formats
-from conftest import SHARED
 from robench.cli import app, main
 from robench.models import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 40  # test images of the tiny CIFAR-10
 
 
@@ -291,6 +290,7 @@ CASES = [
      "--checkpoint does not apply to"),
     ("run-with-normalize", EVAL + ["--normalize", "imagenet"], None, "--normalize does not apply to"),
     ("run-with-name", EVAL + ["--name", "other"], None, "--name does not apply to"),
+    ("run-with-out-dir", EVAL + ["--out-dir", "elsewhere"], None, "--out-dir does not apply to"),
     ("checkpoint-file-with-normalize", EVAL[:1] + ["{run}/checkpoint.pt"] + EVAL[2:] + ["--normalize", "imagenet"],
      None, "--normalize does not apply to"),
     ("runs-ensemble-with-image-size", EVAL + ["{run}", "--ensemble", "pair", "--image-size", "64"], None,

@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 
+import formats
 import numpy as np
 import pytest
 import torch
 import yaml
 from typer.testing import CliRunner
 
-import formats
 from robench.cli import app
 from robench.data.download import data_dir
 
@@ -223,9 +223,9 @@ def test_distillation_from_a_teacher_run(trained, tmp_path):
 
 
 def test_data_generate_writes_the_official_layout_with_evals_draws(tmp_path):
-    from robench.data.csets import OfficialCSet
-    from robench.data import load_split
     from robench.corruptions.registry import generated_batches
+    from robench.data import load_split
+    from robench.data.csets import OfficialCSet
 
     out = tmp_path / "shapes10-C"
     result = invoke("data", "generate", "--dataset", "shapes10", "--out", out, "--corruptions", "fog,gaussian_noise",

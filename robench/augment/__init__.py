@@ -9,8 +9,8 @@ The accepted inputs and what comes out are in one table in `robench.images`; the
 reproduced are in docs/faithfulness.md.
 """
 
-from .mixers import MIXERS, make_mixer
 from .dispatch import OPS, run_slots
+from .mixers import MIXERS, make_mixer
 from .policies import POLICIES, make_policy
 
 __all__ = ["MIXERS", "make_mixer", "OPS", "run_slots", "POLICIES", "make_policy"]

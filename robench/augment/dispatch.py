@@ -18,20 +18,9 @@ from torch import Tensor
 
 from . import common  # (common._host is looked up at call time: tests patch it there)
 from .common import _row_view
-from .geometry import (
-    _distinct,
-    _grid_sample,
-    _resample_axis,
-    rotate_matrix,
-    shear_x_matrix,
-    shear_x_shift,
-    shear_y_matrix,
-    shear_y_shift,
-    translate_shift,
-    translate_x_matrix,
-    translate_y_matrix,
-    zoom_matrix,
-)
+from .geometry import (_distinct, _grid_sample, _resample_axis, rotate_matrix, shear_x_matrix, shear_x_shift,
+                       shear_y_matrix, shear_y_shift, translate_shift, translate_x_matrix, translate_y_matrix,
+                       zoom_matrix)
 from .pixel import autocontrast, brightness, color, contrast, equalize, invert, posterize, sharpness, solarize
 from .workspace import thread_workspace
 

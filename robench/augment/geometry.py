@@ -23,7 +23,6 @@ from . import common  # (common._host is looked up at call time: tests patch it 
 from .common import _as_float, _param, put_rows, take_rows
 from .workspace import Frame, thread_workspace
 
-
 # ----------------------------------------------------------------------------- resampling
 #
 # A matrix (N, 2, 3) maps output to input positions in pixel units centred on the image centre

@@ -21,7 +21,6 @@ from . import common  # (common._host is looked up at call time: tests patch it 
 from .common import _as_float, _col, _exact_dtype, _param
 from .workspace import thread_workspace
 
-
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -21,7 +21,6 @@ AugMix (which shares one op chain per call and includes the colour ops by defaul
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor
 

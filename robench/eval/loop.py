@@ -30,11 +30,10 @@ from robench.eval.metrics import CellMetrics, compute
 from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
-from robench.runfolder.files import (CALIBRATION_FIELDS, RUN_JSON, atomic_write_bytes, eval_csv_path,
-                                     predictions_path, read_eval_csv)
+from robench.runfolder.files import (CALIBRATION_FIELDS, RUN_JSON, atomic_write_bytes, eval_csv_path, predictions_path,
+                                     read_eval_csv)
 from robench.runtime import distributed
 from robench.runtime.device import device_name, full_fp32
-
 
 # ----------------------------------------------------------------------------- the per-cell loop
 

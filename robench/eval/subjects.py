@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from robench.config import DEFAULT_DATASET
+from robench.config import DEFAULT_DATASET, RESULTS
 from robench.errors import RobenchError, debugging
 from robench.models import external
-from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, check_run_name, file_sha256, read_config,
-                                     read_json, safe_name, write_json)
+from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, check_run_name, file_sha256, read_config, read_json,
+                                     safe_name, write_json)
 
 
 @dataclass
@@ -237,7 +237,7 @@ def resolve(cfg) -> Subject:
     # name ('a/b' -> 'a_b') or one that leaves --out-dir ('..') puts results where nobody looks.
     given = cfg.ensemble if cfg.ensemble is not None else cfg.name
     name = check_run_name(given if given is not None else safe_name(default_name(specs[0])))
-    run_dir = Path(cfg.out_dir) / name
+    run_dir = Path(cfg.out_dir or RESULTS) / name
     check_results_folder(run_dir, specs)
     return Subject(specs, run_dir, False, dataset, cfg.limit, {}, options, name)
 
@@ -248,10 +248,10 @@ MODEL_OPTIONS = ("checkpoint", "pretrained", "input_range", "normalize", "image_
 def check_options_apply(cfg, spec: str, kind: str) -> None:
     """A flag that would be silently ignored is refused: a run folder or checkpoint brings its own
     weights and normalisation, a results folder the options its run.json recorded, and a folder's
-    results go into its own eval/ (no --name)."""
+    results go into its own eval/ (no --name, no --out-dir)."""
     given = [o for o in MODEL_OPTIONS if getattr(cfg, o)]
-    if kind in ("run", "recorded") and cfg.name is not None and not cfg.ensemble:
-        given.append("name")
+    if kind in ("run", "recorded") and not cfg.ensemble:
+        given += [o for o in ("name", "out_dir") if getattr(cfg, o) is not None]
     if kind not in ("run", "checkpoint", "recorded") or not given:
         return
     flags = ", ".join("--" + o.replace("_", "-") for o in given)

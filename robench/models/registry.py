@@ -7,15 +7,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
+from robench.errors import RobenchError
 from robench.models.external import timm_backbone, torchvision_backbone
 from robench.models.resnet import resnet18
 from robench.models.small_cnn import small_cnn
 from robench.models.wide_resnet import wrn_40_2
-from robench.errors import RobenchError
 from robench.registry import Registry
 
 MODELS = Registry("model")

@@ -1,7 +1,7 @@
 """The CIFAR ResNet-18 (He et al. 2016 blocks; 3x3 stride-1 stem, no max-pool, as in most CIFAR code)."""
 
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class BasicBlock(nn.Module):

@@ -1,7 +1,7 @@
 """Wide ResNet (Zagoruyko & Komodakis 2016), pre-activation blocks; WRN-40-2 as in the AugMix paper."""
 
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class PreActBlock(nn.Module):

@@ -16,8 +16,8 @@ import pandas as pd
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, short_name
 from robench.errors import RobenchError
 from robench.registry import Registry
-from robench.runfolder.files import atomic_write_bytes, atomic_write_text
 from robench.report.views import TITLES, display_tables, is_number, notes
+from robench.runfolder.files import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from robench.report.leaderboard import Report

@@ -28,15 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robench.report import stats
-from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, STANDARD, short_name
-from robench.eval.cell import CLEAN, STANDARD_CELLS, grid
 from robench.config import ReportConfig
+from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, STANDARD, short_name
 from robench.errors import RobenchError
+from robench.eval.cell import CLEAN, STANDARD_CELLS, grid
+from robench.report import stats
 from robench.report.formats import check_outputs, render, write_output
+from robench.report.tidy import CALIBRATION, Results, find_run_dirs, load
 from robench.report.views import TITLES
-from robench.report.tidy import Results, find_run_dirs, load
-from robench.report.tidy import CALIBRATION
 
 NOT_EVALUATED = "not evaluated"
 TEST_SET = ["dataset", "source", "n", "frost_textures"]  # evaluations on different ones are not ranked together

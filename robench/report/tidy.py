@@ -22,8 +22,8 @@ import yaml
 
 from robench.errors import RobenchError
 from robench.eval.cell import Cell
-from robench.runfolder.files import (CALIBRATION_FIELDS, CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label, read_csv_rows, read_eval_csv,
-                                     read_json)
+from robench.runfolder.files import (CALIBRATION_FIELDS, CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label,
+                                     read_csv_rows, read_eval_csv, read_json)
 
 # How the leaderboards show the eval CSV's calibration columns (runfolder.files.CALIBRATION_FIELDS),
 # in the order they show them: column -> (label, display scale).

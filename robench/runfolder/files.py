@@ -31,6 +31,8 @@ from robench.errors import RobenchError
 from robench.eval.cell import Cell, order
 
 CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR = "config.yaml", "checkpoint.pt", "metrics.csv", "run.json", "eval"
+# metrics.csv: one row per finished epoch (errors in %, the learning rate at the epoch's end).
+METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
 
 # One row per cell; ("clean", 0) is the uncorrupted test set. `frost_textures` says which frost
 # photographs a frost cell used ("official" or "procedural"; empty on other cells). The calibration

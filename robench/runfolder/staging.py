@@ -17,7 +17,6 @@ from pathlib import Path
 from robench.errors import RobenchError
 from robench.runfolder.files import CHECKPOINT, CONFIG, EVAL_DIR, METRICS, RUN_JSON
 
-
 RUN_FILES = (CONFIG, CHECKPOINT, METRICS, RUN_JSON, EVAL_DIR)  # what robench writes into a run folder
 EVAL_SUFFIXES = (".csv", ".json", ".npz")  # what eval writes into eval/
 

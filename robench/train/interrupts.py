@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from robench.runtime import distributed
 from robench.errors import RobenchError
 from robench.runfolder.files import CHECKPOINT
+from robench.runtime import distributed
 
 INTERRUPTED = 75  # EX_TEMPFAIL: the run was checkpointed and can be resumed
 

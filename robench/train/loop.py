@@ -21,28 +21,25 @@ from typing import Callable
 
 import torch
 
-from robench.runtime import distributed
-from robench.runfolder import staging
-from robench.train import interrupts
 from robench.augment import make_mixer, make_policy
 from robench.config import TrainConfig, eval_batch_size, to_yaml
 from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.data.loader import DeviceLoader
 from robench.errors import RobenchError
-from robench.train.losses import Objective, one_hot
 from robench.eval.metrics import count_correct
 from robench.models import MODELS, build_model
-from robench.train.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
 from robench.progress import progress_bar
-from robench.train.resume import load_resumable, rng_state, set_rng_state
-from robench.runfolder.files import (CHECKPOINT, CONFIG, METRICS, RUN_JSON, atomic_write_csv, atomic_write_text,
-                                     check_run_name, policy_label, safe_name, write_json)
-from robench.runtime.device import autocast, device_name, versions
+from robench.runfolder import staging
 from robench.runfolder.checkpoints import atomic_torch_save, load_model
-
-METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "images_per_s", "seconds"]
-
+from robench.runfolder.files import (CHECKPOINT, CONFIG, METRIC_FIELDS, METRICS, RUN_JSON, atomic_write_csv,
+                                     atomic_write_text, check_run_name, policy_label, safe_name, write_json)
+from robench.runtime import distributed
+from robench.runtime.device import autocast, device_name, versions
+from robench.train import interrupts
+from robench.train.losses import Objective, one_hot
+from robench.train.optim import OPTIMIZERS, cosine_schedule, default_lr, make_optimizer
+from robench.train.resume import load_resumable, rng_state, set_rng_state
 
 # ----------------------------------------------------------------------------- one step
 

@@ -19,8 +19,8 @@ import torch
 
 from robench.config import TrainConfig, resolve
 from robench.errors import RobenchError
-from robench.runfolder.files import CHECKPOINT, CONFIG, read_config
 from robench.runfolder.checkpoints import load_checkpoint
+from robench.runfolder.files import CHECKPOINT, CONFIG, read_config
 
 # Options a resumed run may change: where it runs and how often it checkpoints, nothing it computes.
 MAY_CHANGE = ("device", "data_dir", "checkpoint_every", "compile")

@@ -7,12 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from robench.runtime import distributed
 from robench.config import TrainConfig, read_yaml, resolve
 from robench.errors import RobenchError
-from robench.train.resume import resume_config
+from robench.runtime import distributed
 from robench.train.loop import train
-
+from robench.train.resume import resume_config
 
 # One run per seed: a range is checked against this before anything is built (0-99999999 would
 # make a config per seed, 1 million took 16.7 s and 2.4 GB, before the first line was printed).

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from robench.augment import POLICIES, make_policy
-from robench.augment import common, dispatch, geometry, pixel
+from robench.augment import POLICIES, common, dispatch, geometry, make_policy, pixel
 from robench.errors import RobenchError
 
 v2 = pytest.importorskip("torchvision.transforms.v2")

@@ -3,11 +3,11 @@
 import http.server
 import threading
 
+import formats
 import numpy as np
 import pytest
 import torch
 
-import formats
 from robench.data import cifar, csets, load_split
 from robench.data.download import data_dir, fetch
 from robench.data.loader import DeviceLoader

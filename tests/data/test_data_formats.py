@@ -1,11 +1,10 @@
 """Data formats read exactly: IDX labels in order and aligned with their images; a complete, valid CIFAR
 tarball placed in the data dir is still refused when its md5 is not the expected one."""
 
+import formats
 import numpy as np
 import pytest
 import torch
-
-import formats
 
 # The API under test, imported in one place (modules may move: update only these lines).
 from robench.data import cifar, load_split

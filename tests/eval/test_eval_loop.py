@@ -9,25 +9,24 @@ data a tiny real-format CIFAR-10 test split of N images (several batches, the la
 import hashlib
 import tarfile
 
+import formats
 import pytest
 import torch
 import yaml
 from torch import nn
 from typer.testing import CliRunner
 
-import formats
-
 # The API under test, imported in one place (modules may move: update only these lines).
 from robench.cli import app
-from robench.corruptions import corrupt
-from robench.data import load_split
 from robench.config import EvalConfig
+from robench.corruptions import corrupt
 from robench.corruptions.protocol import chunk_seed
 from robench.corruptions.registry import generated_batches
+from robench.data import load_split
 from robench.eval.loop import evaluate_run
 from robench.eval.metrics import count_correct
-from robench.runfolder.files import read_eval_csv
 from robench.models import build_model
+from robench.runfolder.files import read_eval_csv
 
 CHUNK = 500  # the protocol's chunk size: part of the pinned golden values below
 N = 1200  # two full chunks and a partial one

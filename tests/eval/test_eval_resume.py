@@ -18,19 +18,19 @@ import threading
 import time
 from pathlib import Path
 
+import formats
 import pytest
 import torch
 import yaml
+from locations import ROOT
 
-import formats
 from robench.config import EvalConfig
 from robench.errors import RobenchError
-from robench.runfolder.cellstore import locked
 from robench.eval.loop import Forward, evaluate_run
 from robench.models import build_model
+from robench.runfolder.cellstore import locked
 from robench.runfolder.files import read_eval_csv
 
-ROOT = Path(__file__).resolve().parents[2]
 QUIET = lambda *_: None  # noqa: E731
 LIMIT = 1100
 DATA_DIR = None  # set by the run fixture
@@ -266,9 +266,9 @@ def test_out_of_memory_retries_the_batch_in_halves_and_counts_every_image(run):
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_rank_shares_are_whole_chunks_that_cover_every_image_once(world, monkeypatch):
-    from robench.runtime import distributed
     from robench.corruptions.protocol import CHUNK
     from robench.eval.loop import _chunk_share
+    from robench.runtime import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: world)
     for n in (1, 499, 500, 1100, 10_000):

@@ -10,8 +10,8 @@ import torch
 
 from robench.config import EvalConfig
 from robench.eval.loop import evaluate_run
-from robench.runfolder.files import read_eval_csv
 from robench.eval.subjects import model_fingerprint, resolve
+from robench.runfolder.files import read_eval_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 16

@@ -199,6 +199,7 @@ def cifar(tmp_path_factory):
     import tarfile
 
     import formats
+
     from robench.corruptions import STANDARD
 
     root = tmp_path_factory.mktemp("cifar-data")

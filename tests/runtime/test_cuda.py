@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from locations import SHARED
 
 from robench.augment import POLICIES, common, dispatch, make_policy
 from robench.corruptions import corrupt
@@ -29,9 +30,7 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run by make gpu-check)")]
 
 RANDOM = [c for c in CORRUPTIONS if c not in DETERMINISTIC]
-# ../shared beside the clone, as tests/conftest.py finds it (not `from conftest import SHARED`: with a
-# conftest.py in a test folder, such as tests/report/, the module named conftest is another one).
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+
 SHARED_INPUTS = "golden/cifar10c/inputs.npy"
 
 
@@ -154,8 +153,8 @@ def test_a_training_step_never_waits_for_the_gpu(options):
     """CUDA's own sync detector raises on any host sync inside the steps (after a warm-up step)."""
     from robench.config import TrainConfig
     from robench.models import build_model
-    from robench.train.optim import make_optimizer
     from robench.train.loop import Step
+    from robench.train.optim import make_optimizer
 
     cfg = TrainConfig(dataset="cifar10", model="small-cnn", **options)
     device = torch.device("cuda")

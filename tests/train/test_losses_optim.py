@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robench.train import losses
 from robench.errors import RobenchError
+from robench.train import losses
 from robench.train.optim import AdaBound, cosine_schedule, make_optimizer
 
 

@@ -4,9 +4,9 @@ really consulted, and an epoch never waits on the device per step."""
 import pytest
 import torch
 
-from robench.train import losses
 from robench.config import TrainConfig
 from robench.models import build_model
+from robench.train import losses
 from robench.train.loop import Position, Step, build, train_one_epoch
 
 
