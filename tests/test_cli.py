@@ -11,27 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
+from cli_calls import TINY, invoke, one_line_error
 
-from robench.cli import app
 from robench.data.download import data_dir
-
-runner = CliRunner()
-TINY = ["--dataset", "shapes10", "--model", "small-cnn", "--epochs", "2", "--batch-size", "64",
-        "--train-limit", "256", "--test-limit", "100", "--lr", "0.05"]
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
-
-
-def one_line_error(result, pattern: str):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("robench: error:"), result.stderr
-    assert pattern in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture(scope="module")

@@ -7,26 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from robench.cli import app
-
-runner = CliRunner()
-TINY = ["--dataset", "shapes10", "--model", "small-cnn", "--epochs", "2", "--batch-size", "64",
-        "--train-limit", "256", "--test-limit", "100", "--lr", "0.05"]
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
-
-
-def one_line_error(result, pattern: str):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("robench: error:"), result.stderr
-    assert pattern in lines[0], lines[0]
-    assert "Traceback" not in result.output
+from cli_calls import TINY, invoke, one_line_error
 
 
 def test_config_yaml_supplies_defaults_and_flags_override(tmp_path):
