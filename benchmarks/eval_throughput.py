@@ -254,6 +254,8 @@ def main():
             print(json.dumps({"bench": "eval_bf16_forward", "impl": "robench model, bf16 autocast (not used for metrics)",
                               "images_per_s": round(bf16_forward(model, device, 100_000, args.batch_size), 1), **common}),
                   flush=True)
+        if not few:  # --reference-corruptions 0: the comparators are skipped
+            return
         ref = reference_path(folder, few, model, device, args.batch_size, args.workers)
         print(json.dumps({"bench": "eval_official", "impl": "augmix-reference (PIL+DataLoader)",
                           "images_per_s": round(ref, 1), "workers": args.workers, "cells": 5 * len(few), **common}), flush=True)
