@@ -109,7 +109,7 @@ def load_grid(path: str | Path) -> Grid:
 
         # A sweep evaluates its own run folders, which bring their weights and keep results in eval/:
         # these options would be refused at every run's evaluation, after its training.
-        moot = sorted(k for k in evaluation if k in (*MODEL_OPTIONS, "name", "ensemble") and evaluation[k])
+        moot = sorted(k for k in evaluation if k in (*MODEL_OPTIONS, "name", "ensemble", "out_dir") and evaluation[k])
         if moot:
             raise RobenchError(f"{path}: eval option(s) {', '.join(moot)} do not apply to the sweep's run folders; "
                                f"remove them from 'eval'")

@@ -299,6 +299,8 @@ CASES = [
      "--input-range does not apply to"),
     ("sweep-eval-normalize", ["sweep", "{inputs}/grid.yaml", "--status"], grid({}, {"normalize": "imagenet"}),
      "eval option(s) normalize do not apply to the sweep's run folders"),
+    ("sweep-eval-out-dir", ["sweep", "{inputs}/grid.yaml", "--status"], grid({}, {"out_dir": "elsewhere"}),
+     "eval option(s) out_dir do not apply to the sweep's run folders"),
     ("seeds-unbounded", TRAIN + ["--seeds", "0-99999999"], None, "--seeds '0-99999999' asks for more than 1000 runs"),
     ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
      "--epochs must be at least 1, got 0"),
