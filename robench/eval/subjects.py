@@ -21,7 +21,8 @@ from torch import nn
 
 from robench.config import DEFAULT_DATASET, RESULTS
 from robench.errors import RobenchError, debugging
-from robench.models import external
+from robench.models import MODELS, build_model, external
+from robench.runfolder.checkpoints import load_checkpoint, load_model
 from robench.runfolder.files import (CHECKPOINT, CONFIG, RUN_JSON, check_run_name, file_sha256, read_config, read_json,
                                      safe_name, write_json)
 
@@ -39,8 +40,6 @@ class ModelOptions:
 
 def kind_of(spec: str) -> str:
     """run | library | factory | program | checkpoint | robench, or a one-line error."""
-    from robench.models import MODELS
-
     path = Path(spec)
     if path.is_dir():
         if (path / CONFIG).exists():
@@ -70,9 +69,6 @@ def kind_of(spec: str) -> str:
 
 def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn.Module, dict]:
     """(the model on the CPU wrapped in its input convention, in eval mode; its description)."""
-    from robench.models import build_model
-    from robench.runfolder.checkpoints import load_checkpoint, load_model
-
     kind = kind_of(spec)
     description: dict[str, Any] = {"kind": kind, "spec": _absolute(spec, kind)}
     if kind in ("run", "checkpoint"):
@@ -228,8 +224,6 @@ def resolve(cfg) -> Subject:
         raise RobenchError("--checkpoint loads the weights of one model; give each ensemble member as a run "
                            "folder or file instead")
     # Runs and robench checkpoints supply the dataset default (the one they were trained on); otherwise CIFAR-10.
-    from robench.runfolder.checkpoints import load_checkpoint
-
     trained_on = [read_config(Path(s)).get("dataset") if k == "run" else load_checkpoint(Path(s)).get("dataset")
                   for s, k in zip(specs, kinds) if k in ("run", "checkpoint") and not cfg.dataset]
     dataset = cfg.dataset or next((d for d in trained_on if d), DEFAULT_DATASET)
