@@ -52,9 +52,7 @@ def user_errors(command):
         except RobenchError as e:
             _fail(str(e), getattr(e, "exit_code", 2))  # 75: interrupted and resumable (robench.train.interrupts)
         except KeyboardInterrupt:  # typer would turn it into exit 130 with nothing said
-            if os.environ.get("RANK", "0") == "0":
-                typer.echo("robench: interrupted by Ctrl-C; every file written so far is whole (writes are atomic)",
-                           err=True)
+            _say("robench: interrupted by Ctrl-C; every file written so far is whole (writes are atomic)")
             raise typer.Exit(130) from None
         except OSError as e:
             where = f" {e.filename}" if e.filename else ""
@@ -65,9 +63,14 @@ def user_errors(command):
 
 
 def _fail(message: str, exit_code: int = 2):
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike; rank 0 says it
-        typer.echo(f"robench: error: {message}", err=True)
+    _say(f"robench: error: {message}")
     raise typer.Exit(exit_code)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, from rank 0 only: under torchrun every rank meets the same error."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(line, err=True)
 
 
 def config_options(cls, skip: tuple[str, ...] = ()):

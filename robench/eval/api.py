@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from robench.config import DEFAULT_DATASET, EvalConfig, eval_batch_size
+from robench.corruptions.protocol import parse_corruptions, parse_severities
 from robench.data import load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
@@ -55,8 +56,8 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     EvalConfig(run="<model>", corruptions=corruptions, severities=severities, source=source, batch_size=batch_size,
                seed=seed, limit=limit, frost=frost, c_dir=c_dir, input_range=input_range,
                image_size=image_size).validate()
-    cells = requested(corruptions, severities)
-    names = list(dict.fromkeys(c.corruption for c in cells if not c.is_clean))
+    names = parse_corruptions(corruptions)
+    cells = requested(names, parse_severities(severities))
     device = resolve_device(str(device) if device is not None else _DEFAULT.device)
     source_, folder = resolve_source(source, dataset, c_dir)
     frost_ = frost_source(frost, names, source_, lambda _: None)

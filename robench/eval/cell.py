@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, NamedTuple
 
-from robench.corruptions.protocol import CORRUPTIONS, EXTRA, SEVERITIES, STANDARD, parse_corruptions, parse_severities
+from robench.corruptions.protocol import CORRUPTIONS, EXTRA, SEVERITIES, STANDARD
 
 
 class Cell(NamedTuple):
@@ -54,9 +54,10 @@ STANDARD_CELLS = tuple(grid(STANDARD))
 EXTRA_CELLS = tuple(grid(EXTRA))
 
 
-def requested(corruptions: str, severities: str) -> list[Cell]:
-    """The cells an evaluation computes for a --corruptions and a --severities spec: clean first."""
-    return [CLEAN] + grid(parse_corruptions(corruptions), parse_severities(severities))
+def requested(corruptions: Iterable[str], severities: Iterable[int]) -> list[Cell]:
+    """The cells an evaluation computes for the corruptions and severities it was asked for (as
+    protocol.parse_corruptions and parse_severities read the specs): clean first."""
+    return [CLEAN] + grid(corruptions, severities)
 
 
 def order(cell: Cell) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
-from robench.eval.cell import CLEAN, Cell, grid
+from robench.eval.cell import Cell, requested
 from robench.eval.metrics import CellMetrics, compute
 from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
 from robench.progress import progress_bar
@@ -139,7 +139,7 @@ class Plan:
 
     @property
     def cells(self) -> list[Cell]:
-        return [CLEAN] + grid(self.names, self.severities)
+        return requested(self.names, self.severities)
 
     def store(self) -> CellStore:
         """The eval CSV as a store of this model's finished cells. A trained run's model is known by
@@ -150,9 +150,8 @@ class Plan:
 
 
 def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
-    """Resolve an EvalConfig into a Plan. `robench sweep` asks the same plan's store which cells are
-    done, so a sweep and an evaluation never disagree about it."""
-    cfg.validate()
+    """Resolve a validated EvalConfig into a Plan. `robench sweep` asks the same plan's store which
+    cells are done, so a sweep and an evaluation never disagree about it."""
     subject = subjects.resolve(cfg)
     names, severities = parse_corruptions(cfg.corruptions), parse_severities(cfg.severities)
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir)

@@ -86,14 +86,14 @@ class CellStore:
         if rows is not None:
             atomic_write_csv(self.path, EVAL_FIELDS, sort_cells(rows))
 
-    def begin(self, cells: list[tuple[str, int]], frost: str | None, force: bool, record: dict) -> list:
+    def begin(self, cells: list[Cell], frost: str | None, force: bool, record: dict) -> list[Cell]:
         """Record this evaluation in the .json and return the cells of `cells` still to compute (all
         of them with `force`). Fails with a one-line error before any work if the folder is not
         writable."""
         with locked(self.path):
             rows, meta = self._load()
             on_disk = read_eval_csv(self.path) if self.path.exists() else []
-            todo = list(cells) if force else [c for c in cells if c not in done(rows, frost)]
+            todo = _not_done(cells, rows, frost, force)
             entry = {"id": self.entry_id, **record, "started": _now(), "finished": None,
                      "computed": 0, "skipped": len(cells) - len(todo)}
             meta["evaluations"] = meta.get("evaluations", []) + [entry]
@@ -103,10 +103,9 @@ class CellStore:
     def todo(self, cells: list[Cell], frost: str | None, force: bool = False) -> list[Cell]:
         """The cells of `cells` not yet done for this identity (robench.eval.cell.done), recording
         nothing: what `robench sweep` asks to know whether a run needs evaluating."""
-        if force or not self.path.exists():
-            return list(cells)
-        rows, _ = self._load()  # no lock: a query writes nothing (the files are replaced whole, by rename)
-        return [c for c in cells if c not in done(rows, frost)]
+        # No lock: a query writes nothing, and the files are only ever replaced whole (by rename).
+        rows = self._load()[0] if self.path.exists() else []
+        return _not_done(cells, rows, frost, force)
 
     def commit(self, row: dict) -> None:
         """Add one finished cell (replacing the same cell of this identity)."""
@@ -126,6 +125,14 @@ class CellStore:
                 if entry.get("id") == self.entry_id:
                     entry.update(facts, finished=_now())
             self._save(None, meta)
+
+
+def _not_done(cells: list[Cell], rows: list[dict], frost: str | None, force: bool) -> list[Cell]:
+    """The cells of `cells` that `rows` (this identity's) do not hold as done; all of them with `force`."""
+    if force:
+        return list(cells)
+    finished = done(rows, frost)
+    return [c for c in cells if c not in finished]
 
 
 def _now() -> str:
