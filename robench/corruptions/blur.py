@@ -59,7 +59,7 @@ def disk_kernel(radius: float, alias_sigma: float) -> torch.Tensor:
 
 
 @FUNCTIONS.register("defocus_blur", "blur: convolution with an anti-aliased disk")
-def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Correlation with a disk kernel, OpenCV BORDER_REFLECT_101, in float64: the kernels sum to
     1 + 1e-9..5e-8, so flat areas land just above an integer and float32 would truncate them down."""
     radius, alias = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
@@ -84,7 +84,7 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source) -
 
 
 @FUNCTIONS.register("glass_blur", "blur: Gaussian blur with local pixel swaps")
-def glass_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def glass_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Gaussian blur -> u8, then `iterations` passes where every pixel (except a top/left border)
     takes the value of a random neighbour up/left of it (offsets in [-d, d), i.e. {-1, 0} at 32 px),
     then blur again. Sigma 0.05 (severity 1) has scipy radius 0: no blur at all."""
@@ -163,7 +163,7 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
 
 
 @FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
-def motion_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Motion blur at a random angle in U(-45, 45) degrees per image (13 to 19 px trails at 32 px)."""
     radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
     s = _scale(images)
@@ -265,7 +265,7 @@ _FAST_ZOOM_MAX = 128 * 128  # pixels per plane for the blocked-matrix path (its 
 
 
 @FUNCTIONS.register("zoom_blur", "blur: the mean of centre zooms")
-def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Mean of the image and its clipped zooms, bit-exact with the reference's float32 arithmetic.
 
     The blur is a fixed linear map, so it runs as a few cached tile matrices (GEMMs). That lands
@@ -300,7 +300,7 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> t
 
 
 @FUNCTIONS.register("gaussian_blur", "blur: Gaussian filter (extra)")
-def gaussian_blur(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """scipy Gaussian filter (mode 'nearest', truncate 4) in float64, sigma in pixels."""
     sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1] * _scale(images)
     return finish(gaussian_filter_nearest(to_unit(images, torch.float64), sigma))

@@ -87,14 +87,14 @@ PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
 
 
 @FUNCTIONS.register("brightness", "digital: raise V in HSV")
-def brightness(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def brightness(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     c = BRIGHTNESS[severity - 1]
     h, s, v = rgb_to_hsv(to_unit(images))
     return _finish_(hsv_to_rgb(h, s, (v + c).clamp_(0, 1)))
 
 
 @FUNCTIONS.register("saturate", "digital: scale S in HSV (extra)")
-def saturate(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def saturate(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     # At severities 4-5 the offset gives grey pixels (hue 0) saturation 0.1/0.2: a red tint,
     # as in the generator.
     scale, offset = SATURATE[severity - 1]
@@ -103,7 +103,7 @@ def saturate(images: torch.Tensor, severity: int, generator: draws.Source) -> to
 
 
 @FUNCTIONS.register("contrast", "digital: pull values towards the image mean")
-def contrast(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def contrast(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     c = CONTRAST[severity - 1]
     x = to_unit(images)
     n, ch, h, w = x.shape
@@ -206,7 +206,7 @@ def pixelate_size(size: int, severity: int) -> int:
 
 
 @FUNCTIONS.register("pixelate", "digital: box-downsample and nearest upsample")
-def pixelate(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def pixelate(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     h, w = images.shape[2:]
     sh, sw = pixelate_size(h, severity), pixelate_size(w, severity)
     small = box_resize(images.to(torch.float64), sh, sw).to(torch.uint8)

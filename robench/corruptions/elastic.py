@@ -164,7 +164,7 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
 
 
 @FUNCTIONS.register("elastic_transform", "digital: affine jitter plus a smoothed random displacement field")
-def elastic_transform(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def elastic_transform(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     n, _, h, w = images.shape
     alpha, _, affine = parameters(severity, h, w)
 

@@ -340,5 +340,5 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 @FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
-def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     return jpeg_round_trip(images, QUALITY[severity - 1])

@@ -27,7 +27,7 @@ from robench.corruptions.registry import FUNCTIONS
 
 
 @FUNCTIONS.register("gaussian_noise", "noise: additive Gaussian noise per pixel")
-def gaussian_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def gaussian_noise(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """x + N(0, sigma^2), sigma in [0, 1] units."""
     sigma = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
     x = to_unit(images, torch.float32)
@@ -71,7 +71,7 @@ def _poisson_tables(photons: int, device: str) -> tuple[int, torch.Tensor, torch
 
 
 @FUNCTIONS.register("shot_noise", "noise: Poisson (photon) noise")
-def shot_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def shot_noise(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Poisson(x * photons) / photons: fewer photons per unit intensity is noisier.
 
     Exact Poisson draws by the alias method (torch.poisson is a slow serial loop on CPU): one
@@ -84,7 +84,7 @@ def shot_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> 
 
 
 @FUNCTIONS.register("impulse_noise", "noise: salt-and-pepper pixels")
-def impulse_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def impulse_noise(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Salt and pepper per channel value (so the dots are coloured): a share `amount` is flipped,
     half of those to 255 and half to 0; the rest pass through unchanged (the reference's
     u8 -> /255 -> *255 -> truncate round trip is lossless, so uint8 is kept throughout)."""
@@ -96,7 +96,7 @@ def impulse_noise(images: torch.Tensor, severity: int, generator: draws.Source) 
 
 
 @FUNCTIONS.register("speckle_noise", "noise: multiplicative Gaussian noise (extra)")
-def speckle_noise(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def speckle_noise(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Multiplicative noise x + x * N(0, sigma^2): dark pixels stay dark."""
     sigma = (0.06, 0.10, 0.12, 0.16, 0.20)[severity - 1]
     x = to_unit(images, torch.float32)

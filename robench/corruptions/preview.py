@@ -22,7 +22,8 @@ BACKGROUND = 255
 
 
 def preview_grid(
-    images: torch.Tensor, names: Sequence[str], severities: Sequence[int] = (1, 2, 3, 4, 5), seed: int = 0
+    images: torch.Tensor, names: Sequence[str], severities: Sequence[int] = (1, 2, 3, 4, 5), seed: int = 0,
+    protocol: str | None = None,
 ) -> torch.Tensor:
     """uint8 (K, 3, H, W) -> uint8 (3, H_total, W_total) on CPU: rows = corruptions, columns = clean + severities."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
@@ -45,7 +46,7 @@ def preview_grid(
     for row, name in enumerate(names):
         paste(images, row, 0)
         for group, severity in enumerate(severities, start=1):
-            paste(corrupt(images, name, severity, seed=seed), row, group)
+            paste(corrupt(images, name, severity, seed=seed, protocol=protocol), row, group)
     return grid
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 from robench.errors import RobenchError
 
@@ -41,6 +43,59 @@ SHORT_NAMES = {
 CORRUPTION_SETS = {"all": CORRUPTIONS, "standard": STANDARD, "extra": EXTRA, "none": ()}
 SOURCES = ("auto", "official", "generated")  # where corrupted test images come from (auto: official when present)
 CHUNK = 500  # images per independently seeded chunk; generated batches are whole chunks
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One corruption generator's full parameter table at its resolution (docs/faithfulness.md).
+
+    `size`: the square side the table is written for (None: any size); `storage`: what the
+    generator did to every corrupted image before release (`jpeg85`: a PIL JPEG of quality 85),
+    None when it kept the arrays; `generator`: where the table comes from."""
+
+    name: str
+    size: int | None
+    storage: str | None
+    generator: str
+
+
+PROTOCOLS = {p.name: p for p in (
+    Protocol("cifar10-c", 32, None, "hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py"),
+    Protocol("tiny-imagenet-c", 64, "jpeg85", "hendrycks/robustness ImageNet-C/create_c/make_tinyimagenet_c.py"),
+    Protocol("imagenet-c", 224, "jpeg85", "hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py"),
+    # robench's own: CIFAR-10-C's table with every pixel-sized parameter times min(H, W) / 32.
+    Protocol("scaled", None, None, "robench: cifar10-c's table, pixel sizes scaled by min(H, W) / 32"),
+)}
+# The table "scaled" reads (it differs from it only in the size factor).
+SCALED_FROM = "cifar10-c"
+
+
+def default_protocol(height: int, width: int) -> str:
+    """The official protocol written for H x W images; other sizes must name one (never silently scaled)."""
+    for protocol in PROTOCOLS.values():
+        if protocol.size is not None and (height, width) == (protocol.size, protocol.size):
+            return protocol.name
+    official = ", ".join(f"{p.name} ({p.size} px)" for p in PROTOCOLS.values() if p.size)
+    raise RobenchError(f"no official corruption protocol is written for {height}x{width} images ({official}); "
+                       f"resize them, or choose robench's own size-scaled table with --protocol scaled")
+
+
+def check_protocol(name: str | None, height: int, width: int) -> str:
+    """The protocol for H x W images: `name` checked against their size, or the size's default."""
+    if name is None or name == "auto":
+        return default_protocol(height, width)
+    if name not in PROTOCOLS:
+        raise RobenchError(f"unknown corruption protocol '{name}'; choose one of: {', '.join(PROTOCOLS)}")
+    size = PROTOCOLS[name].size
+    if size is not None and (height, width) != (size, size):
+        raise RobenchError(f"protocol {name} is written for {size}x{size} images, these are {height}x{width}; "
+                           f"resize them, or use --protocol scaled (robench's own size-scaled table)")
+    return name
+
+
+def pick(table: Mapping[str, Sequence], protocol: str, severity: int):
+    """A corruption's parameters at `severity` from its per-protocol table ("scaled" reads cifar10-c's)."""
+    return table[SCALED_FROM if protocol == "scaled" else protocol][severity - 1]
 
 
 def short_name(corruption: str) -> str:

@@ -36,7 +36,7 @@ _PARAMS = (
 
 
 @FUNCTIONS.register("snow", "weather: motion-blurred snow layers over a greyed image")
-def snow(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def snow(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, mix = _PARAMS[severity - 1]
     n, _, h, w = images.shape
     device = images.device

@@ -280,7 +280,7 @@ def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Ten
 
 
 @FUNCTIONS.register("spatter", "weather: water or mud splashes (extra)")
-def spatter(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def spatter(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     n, _, h, w = images.shape
     # Standard normal draws in float32 (6x faster than float64 on CPU; the same distribution).
     noise = draws.randn(generator, (n, h, w), device=images.device).to(torch.float64)

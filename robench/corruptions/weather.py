@@ -38,7 +38,8 @@ def _randint(high: torch.Tensor, generator: draws.Source) -> torch.Tensor:
 
 @FUNCTIONS.register("frost",
                     "weather: blended crops of frost photographs (--frost chooses official or procedural textures)")
-def frost(images: torch.Tensor, severity: int, generator: draws.Source, textures: str = "auto") -> torch.Tensor:
+def frost(images: torch.Tensor, severity: int, generator: draws.Source, textures: str = "auto",
+          protocol: str = "cifar10-c") -> torch.Tensor:
     """`textures` is one of frost_textures.FROST_TEXTURES: "official" (the five photographs, or a
     one-line RobenchError saying how to get them), "procedural" (the deterministic stand-in, no disk
     or network), or "auto" (official when available, else procedural). `corrupt(..., frost=...)`
@@ -96,7 +97,7 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: draws.Source, 
 
 
 @FUNCTIONS.register("fog", "weather: plasma-fractal haze")
-def fog(images: torch.Tensor, severity: int, generator: draws.Source) -> torch.Tensor:
+def fog(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     n, _, h, w = images.shape
     strength, decay = FOG[severity - 1]
     mapsize = 1 << (max(h, w) - 1).bit_length()  # next power of two >= max(h, w); 32 at 32x32

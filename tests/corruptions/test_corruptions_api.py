@@ -112,7 +112,7 @@ def test_an_empty_batch_works(name):
 def test_a_48x40_image_works_and_is_changed(name):
     x = images(2, 48, 40)
     for severity in (1, 5):
-        out = corrupt(x, name, severity)
+        out = corrupt(x, name, severity, protocol="scaled")
         assert out.shape == x.shape and out.dtype == torch.uint8
     assert not torch.equal(out, x), name
 
@@ -121,7 +121,7 @@ def test_preview_grid_layout_rows_are_corruptions_columns_clean_then_severities(
     from robench.corruptions import preview
 
     x = images(2, 16, 12)
-    grid = preview.preview_grid(x, ["contrast", "pixelate"], severities=[1, 5], seed=3)
+    grid = preview.preview_grid(x, ["contrast", "pixelate"], severities=[1, 5], seed=3, protocol="scaled")
     group_w = 2 * 12 + preview.GAP
     assert grid.dtype == torch.uint8
     assert grid.shape == (3, 2 * 16 + preview.GROUP_GAP, 3 * group_w + 2 * preview.GROUP_GAP)
@@ -129,7 +129,7 @@ def test_preview_grid_layout_rows_are_corruptions_columns_clean_then_severities(
     second = 12 + preview.GAP
     assert torch.equal(grid[:, row1 : row1 + 16, second : second + 12], x[1])  # clean column, row 2
     left = 2 * (group_w + preview.GROUP_GAP)  # severity 5 group
-    assert torch.equal(grid[:, row1 : row1 + 16, left : left + 12], corrupt(x, "pixelate", 5, seed=3)[0])
+    assert torch.equal(grid[:, row1 : row1 + 16, left : left + 12], corrupt(x, "pixelate", 5, seed=3, protocol="scaled")[0])
     assert (grid[:, :, 12] == preview.BACKGROUND).all()  # the 1-px gap between images
 
 

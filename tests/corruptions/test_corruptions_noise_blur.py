@@ -266,21 +266,21 @@ def test_contract(name):
         assert torch.equal(out, corrupt(images, name, 3, seed=8))
     odd = smooth_images(3, 48, 40, seed=1)
     for severity in (1, 5):
-        out = corrupt(odd, name, severity, seed=0)
+        out = corrupt(odd, name, severity, seed=0, protocol="scaled")
         assert out.shape == odd.shape and out.dtype == torch.uint8
         assert (out.int() - odd.int()).abs().double().mean() > 0.5, (name, severity)
-    tiny = corrupt(smooth_images(2, 8, 9), name, 5, seed=0)
+    tiny = corrupt(smooth_images(2, 8, 9), name, 5, seed=0, protocol="scaled")
     assert tiny.shape == (2, 3, 8, 9)
 
 
 @pytest.mark.parametrize("name", BLUR)
 def test_blurs_scale_with_image_size(name):
-    """Pixel-sized parameters scale with min(H, W) / 32: a 64-px image upsampled from a 32-px one
+    """Protocol scaled: pixel-sized parameters scale with min(H, W) / 32: a 64-px image upsampled from a 32-px one
     is blurred by about as much, relative to its size, as the 32-px one (so the difference to the
     clean image, compared at 32 px, is similar)."""
     small = smooth_images(8, 32, 32, seed=2)
     large = torch.nn.functional.interpolate(small.double(), scale_factor=2, mode="nearest").to(torch.uint8)
     err_small = (corrupt(small, name, 4, seed=0).double() - small.double()).abs().mean()
-    out_large = corrupt(large, name, 4, seed=0).double()
+    out_large = corrupt(large, name, 4, seed=0, protocol="scaled").double()
     err_large = (torch.nn.functional.avg_pool2d(out_large, 2) - small.double()).abs().mean()
     assert 0.5 < err_large / err_small < 1.5, (name, err_small.item(), err_large.item())

@@ -73,5 +73,5 @@ def test_contract():
     for h, w in ((48, 40), (8, 9), (96, 64)):
         odd = torch.randint(0, 256, (3, 3, h, w), dtype=torch.uint8, generator=g)
         for severity in (1, 5):
-            out = corrupt(odd, "snow", severity, seed=0)
+            out = corrupt(odd, "snow", severity, seed=0, protocol="scaled")
             assert out.shape == odd.shape and (out.int() - odd.int()).abs().double().mean() > 5

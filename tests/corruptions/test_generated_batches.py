@@ -22,12 +22,13 @@ def images():
 @pytest.fixture(scope="module")
 def reference(images):
     """Chunk k (images [k CHUNK, (k + 1) CHUNK)) corrupted alone with chunk k's seed."""
-    return torch.cat([corrupt(images[c:c + CHUNK], NAME, SEVERITY, chunk_seed(SEED, NAME, SEVERITY, c // CHUNK))
+    return torch.cat([corrupt(images[c:c + CHUNK], NAME, SEVERITY, chunk_seed(SEED, NAME, SEVERITY, c // CHUNK),
+                              protocol="scaled")
                       for c in range(0, N, CHUNK)])
 
 
 def check(images, reference, batch_size):
-    starts, batches = zip(*generated_batches(images, NAME, SEVERITY, SEED, batch_size))
+    starts, batches = zip(*generated_batches(images, NAME, SEVERITY, SEED, batch_size, protocol="scaled"))
     assert all(s % CHUNK == 0 for s in starts), starts
     assert all(b.shape[0] % CHUNK == 0 for b in batches[:-1]), [b.shape[0] for b in batches]
     assert list(starts) == [0] + list(torch.tensor([b.shape[0] for b in batches[:-1]]).cumsum(0).tolist())
