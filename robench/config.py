@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from robench.corruptions.protocol import SOURCES, parse_corruptions, parse_severities
+from robench.corruptions.protocol import PROTOCOLS, SOURCES, parse_corruptions, parse_severities
 from robench.errors import RobenchError
 from robench.runfolder.files import check_run_name
 
@@ -135,6 +135,13 @@ class EvalConfig:
     c_dir: str | None = option(None, "Folder holding the official <corruption>.npy files. "
                                      "[default: <data dir>/CIFAR-10-C]")
     limit: int | None = option(None, "Only the first N test images. [default: the run's --test-limit, if any]")
+    protocol: str = option("auto", "Whose generator table makes generated corruptions: cifar10-c (32 px) | "
+                                   "tiny-imagenet-c (64 px) | imagenet-c (224 px) | scaled (robench's own: cifar10-c's "
+                                   "table scaled to any size) | auto (the official one for the images' size, else "
+                                   "scaled). Recorded in the eval files.")
+    storage: bool = option(True, "Apply the protocol's storage step to generated images (imagenet-c and "
+                                 "tiny-imagenet-c: the quality-85 JPEG the released files are); --no-storage "
+                                 "evaluates the images before it.")
     frost: str = option("auto", "Frost textures of generated frost: official (the photographs; an error when "
                                 "missing) | procedural (a stand-in) | auto (official when available). "
                                 "The choice is recorded in the eval files.")
@@ -175,6 +182,8 @@ class EvalConfig:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
         if self.source not in SOURCES:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
+        if self.protocol != "auto" and self.protocol not in PROTOCOLS:
+            raise RobenchError(f"unknown --protocol '{self.protocol}'; choose one of: auto, {', '.join(PROTOCOLS)}")
         parse_corruptions(self.corruptions), parse_severities(self.severities)
         check_device(self.device)
         for name in (self.name, self.ensemble):  # each becomes a folder in --out-dir

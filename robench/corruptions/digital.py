@@ -1,4 +1,5 @@
-"""Digital corruptions: brightness, contrast, saturate (float64, like the generator) and pixelate.
+"""Digital corruptions: brightness, contrast, saturate (float64, like the generator), pixelate and
+jpeg_compression (Pillow's JPEG save at a low quality and decode: robench.corruptions.jpeg).
 
 brightness and saturate go through scikit-image's HSV conversion, restated exactly (see
 `rgb_to_hsv` / `hsv_to_rgb`); contrast scales each channel about its own mean. All three are
@@ -23,6 +24,7 @@ import torch
 
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, exact_div_, to_unit
+from robench.corruptions.jpeg import jpeg_round_trip
 from robench.corruptions.registry import FUNCTIONS
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
@@ -213,3 +215,11 @@ def pixelate(images: torch.Tensor, severity: int, generator: draws.Source, proto
     rows = _nearest_index(sh, h, images.device)
     cols = _nearest_index(sw, w, images.device)
     return small.index_select(2, rows).index_select(3, cols)
+
+
+JPEG_QUALITY = (80, 65, 58, 50, 40)
+
+
+@FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
+def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
+    return jpeg_round_trip(images, JPEG_QUALITY[severity - 1])

@@ -1,6 +1,7 @@
-"""jpeg_compression: a batched JPEG encode/decode round trip that reproduces libjpeg-turbo.
+"""A batched JPEG encode/decode round trip that reproduces libjpeg-turbo: jpeg_compression
+(robench.corruptions.digital) and the protocols' quality-85 storage step (registry.store).
 
-The generator saves each image with Pillow (`quality` 80, 65, 58, 50, 40) and decodes it again.
+The generator saves each image with Pillow and decodes it again.
 Pillow hands the work to libjpeg-turbo with its defaults, restated here step by step:
 
 encode  RGB -> YCbCr in 16-bit fixed point (jccolor.c); luma padded to whole 8x8 blocks by
@@ -29,10 +30,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from robench.corruptions import draws
-from robench.corruptions.registry import FUNCTIONS
 
-QUALITY = (80, 65, 58, 50, 40)
 
 # JPEG standard (Annex K) quantisation tables, natural (row-major) order, as libjpeg ships them.
 STD_LUMINANCE = (
@@ -337,8 +335,3 @@ def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     chroma = upsample_h2v2_fancy(chroma[:, :, : _ceil(h, 2), : _ceil(w, 2)])[:, :, :h, :w]
 
     return ycc_to_rgb(luma, chroma[:, 0], chroma[:, 1])
-
-
-@FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
-def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
-    return jpeg_round_trip(images, QUALITY[severity - 1])

@@ -7,6 +7,7 @@ from typing import Iterator, Sequence
 import torch
 
 from robench.corruptions import draws
+from robench.corruptions.jpeg import jpeg_round_trip
 from robench.corruptions.protocol import CHUNK, CORRUPTIONS, PROTOCOLS, check_protocol, check_severity, chunk_seed
 from robench.images import as_batch, generator_for
 from robench.registry import Entry, Registry
@@ -16,7 +17,7 @@ from robench.registry import Entry, Registry
 # images); `protocol` names the parameter table (protocol.PROTOCOLS), already checked against H x W.
 # The modules below fill the registry with their decorators when it is first looked in.
 FUNCTIONS = Registry("corruption", modules=tuple(
-    f"robench.corruptions.{m}" for m in ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital", "jpeg")),
+    f"robench.corruptions.{m}" for m in ("noise", "blur", "snow", "weather", "spatter", "elastic", "digital")),
     order=CORRUPTIONS)
 
 # On the CPU a batch is corrupted in pieces of about this many pixels per channel (256 images of
@@ -135,8 +136,6 @@ def store(images: torch.Tensor, step: str) -> torch.Tensor:
     tables, so the pixels are those of a plain quality-85 save)."""
     if step != "jpeg85":
         raise ValueError(f"unknown storage step {step!r}")
-    from robench.corruptions.jpeg import jpeg_round_trip
-
     return jpeg_round_trip(images, 85)
 
 

@@ -28,6 +28,7 @@ class Release:
     filename: str
     md5: str
     size: int | None  # bytes, when known; lets a resumed download be checked before hashing
+    protocol: str = "cifar10-c"  # the generator table that made it (corruptions.protocol.PROTOCOLS)
 
     @property
     def folder(self) -> str:

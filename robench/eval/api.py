@@ -23,9 +23,9 @@ from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
-from robench.eval.loop import Forward, cell_row, measure
+from robench.eval.loop import Forward, Setting, cell_row, measure, subset_name
 from robench.eval.metrics import compute
-from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
+from robench.eval.sources import CellImages, frost_source, open_official, resolve_protocol, resolve_source
 from robench.models import external
 from robench.progress import progress_bar
 from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS
@@ -41,36 +41,41 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
              frost: str = _DEFAULT.frost, c_dir: str | None = _DEFAULT.c_dir, data_dir: str | None = _DEFAULT.data_dir,
              input_range: str | None = _DEFAULT.input_range, normalize: str | None = _DEFAULT.normalize,
              image_size: int | None = _DEFAULT.image_size, checkpoint: str | None = _DEFAULT.checkpoint,
-             pretrained: bool = _DEFAULT.pretrained):
+             pretrained: bool = _DEFAULT.pretrained, protocol: str = _DEFAULT.protocol, storage: bool = _DEFAULT.storage):
     """Evaluate `model` on the clean test set and every requested (corruption, severity) cell.
 
     `model` is an `nn.Module` (fed float images in [0, 1], or in `input_range`, normalised with
     `normalize` if given: by default it normalises itself), or anything `robench eval` accepts (a run
     folder, "timm:<name>", "torchvision:<name>", "file.py:factory", a TorchScript file), or a list
-    of these, evaluated as one ensemble (mean softmax). Returns a DataFrame with the columns of the
-    eval CSV, in its order: error in %, nll, brier, ece and rms_ce as fractions.
+    of these, evaluated as one ensemble (mean softmax). `protocol` and `storage` choose the generator
+    table of generated corruptions as `robench eval --protocol` does. Returns a DataFrame with the
+    columns of the eval CSV, in its order: error in %, nll, brier, ece and rms_ce as fractions.
     """
     import pandas as pd
 
     set_data_dir(data_dir)
     EvalConfig(run="<model>", corruptions=corruptions, severities=severities, source=source, batch_size=batch_size,
                seed=seed, limit=limit, frost=frost, c_dir=c_dir, input_range=input_range,
-               image_size=image_size).validate()
+               image_size=image_size, protocol=protocol, storage=storage).validate()
     names = parse_corruptions(corruptions)
     cells = requested(names, parse_severities(severities))
     device = resolve_device(str(device) if device is not None else _DEFAULT.device)
     source_, folder = resolve_source(source, dataset, c_dir)
     frost_ = frost_source(frost, names, source_, lambda _: None)
     test = load_split(dataset, False, limit=limit)
+    protocol_, storage_, _ = resolve_protocol(protocol, storage, tuple(test.images.shape[-2:]), source_, dataset,
+                                              lambda _: None)
+    setting = Setting(dataset, source_, seed, "c", protocol_, storage_, subset_name(limit))
     net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
 
     official = open_official(folder, test, dataset, names) if source_ == "official" else None
     images = test.images.to(device) if source_ == "generated" else test.images
     batch_size = eval_batch_size(batch_size, device)
-    cell_images = CellImages(images, test.labels, official, seed, batch_size, frost_)
+    cell_images = CellImages(images, test.labels, official, seed, batch_size, frost_, protocol=protocol_,
+                             storage=storage_ != "none")
     forward = Forward(net, batch_size, device, echo=lambda _: None)
     with progress_bar("eval", total=len(test) * len(cells)) as bar:
-        rows = [cell_row(cell, compute(state), dataset, source_, seed, frost_)
+        rows = [cell_row(cell, compute(state), setting, frost_)
                 for cell, state in measure(forward, cells, cell_images, bar=bar)]
     frame = pd.DataFrame(rows, columns=EVAL_FIELDS)
     for column in ["error", *CALIBRATION_FIELDS]:

@@ -11,6 +11,7 @@ CLI (`evaluate_run`), the Python API (robench.eval.api) and torchrun all go thro
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import Cell, requested
 from robench.eval.metrics import CellMetrics, compute
-from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
+from robench.eval.sources import CellImages, frost_source, open_official, resolve_protocol, resolve_source
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
 from robench.runfolder.files import (CALIBRATION_FIELDS, RUN_JSON, atomic_write_bytes, eval_csv_path, predictions_path,
@@ -112,12 +113,34 @@ def reduce_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def cell_row(cell: Cell, result: dict, dataset: str, source: str, seed: int, frost: str | None) -> dict:
+@dataclass(frozen=True)
+class Setting:
+    """What every row of one evaluation records beside its cell and numbers (runfolder.files
+    EVAL_FIELDS): the images' dataset and source, the corruption seed, and SETTING_FIELDS."""
+
+    dataset: str
+    source: str
+    seed: int
+    benchmark: str = "c"
+    protocol: str = "cifar10-c"
+    storage: str = "none"
+    subset: str = "all"
+
+    @property
+    def columns(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cell_row(cell: Cell, result: dict, setting: Setting, frost: str | None) -> dict:
     """One eval-CSV row (runfolder.files.EVAL_FIELDS): error in %, calibration metrics as fractions."""
     return dict(corruption=cell.corruption, severity=cell.severity, n=result["n"], correct=result["correct"],
-                error=f"{100 * result['error']:.4f}", dataset=dataset, source=source, seed=seed,
-                frost_textures=frost if cell.corruption == "frost" else "",
-                **{k: f"{result[k]:.6f}" for k in CALIBRATION_FIELDS})
+                error=f"{100 * result['error']:.4f}", frost_textures=frost if cell.corruption == "frost" else "",
+                **{k: f"{result[k]:.6f}" for k in CALIBRATION_FIELDS}, **setting.columns)
+
+
+def subset_name(limit: int | None) -> str:
+    """The subset column of an evaluation of the first `limit` test images (None: all of them)."""
+    return "all" if limit is None else f"first-{limit}"
 
 
 # ----------------------------------------------------------------------------- `robench eval`
@@ -136,6 +159,8 @@ class Plan:
     frost: str | None
     names: list[str]
     severities: list[int]
+    setting: Setting
+    tag: str  # beside the dataset in the eval CSV's name (runfolder.files.eval_csv_path)
 
     @property
     def cells(self) -> list[Cell]:
@@ -144,8 +169,8 @@ class Plan:
     def store(self) -> CellStore:
         """The eval CSV as a store of this model's finished cells. A trained run's model is known by
         its checkpoint; an external subject's only once built (`Subject.build` records how)."""
-        return CellStore(eval_csv_path(self.subject.run_dir, self.subject.dataset, self.source),
-                         dict(dataset=self.subject.dataset, source=self.source, seed=self.cfg.seed, n=len(self.test),
+        return CellStore(eval_csv_path(self.subject.run_dir, self.subject.dataset, self.source, self.tag),
+                         dict(self.setting.columns, n=len(self.test),
                               checkpoint_sha256=subjects.model_fingerprint(self.subject)))
 
 
@@ -157,7 +182,10 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir)
     frost = frost_source(cfg.frost, names, source, echo)
     test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options)
-    return Plan(cfg, subject, test, source, folder, frost, names, severities)
+    protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, tuple(test.images.shape[-2:]), source,
+                                              subject.dataset, echo)
+    setting = Setting(subject.dataset, source, cfg.seed, "c", protocol, storage, subset_name(subject.limit))
+    return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
 
 
 def evaluate_run(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
@@ -203,18 +231,19 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     if source == "generated":
         images = images.to(device)  # generated corruptions run on the device
     cell_images = CellImages(images, test.labels[share], official, cfg.seed, batch_size, p.frost,
-                             offset=share.start, n=n)
+                             offset=share.start, n=n, protocol=p.setting.protocol, storage=p.setting.storage != "none")
     forward = Forward(model, batch_size, device, echo)
     skipped = len(cells) - len(todo)
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
-         f"{source}) on {device_name(device)}"
+         f"{source}, protocol {p.setting.protocol}"
+         + (f" stored as {p.setting.storage}" if p.setting.storage != "none" else "") + f") on {device_name(device)}"
          + (f" x {distributed.world_size()} ranks" if distributed.world_size() > 1 else "")
          + (f"; {skipped} cells already done are skipped (--force recomputes them)" if skipped else ""))
     predictions = {}
     with progress_bar("eval", total=n * len(todo) if distributed.is_main() else None) as bar:
         for cell, state in measure(forward, todo, cell_images, cfg.save_predictions, bar):
             if distributed.is_main():
-                store.commit(cell_row(cell, compute(state), dataset, source, cfg.seed, p.frost))
+                store.commit(cell_row(cell, compute(state), p.setting, p.frost))
                 if cfg.save_predictions:
                     predictions[cell] = state
     seconds = time.time() - started

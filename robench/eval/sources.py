@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from robench.corruptions.protocol import PROTOCOLS, check_protocol, default_protocol
 from robench.corruptions.registry import generated_batches
 from robench.data import csets
 from robench.errors import RobenchError
@@ -32,6 +33,40 @@ def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, P
     if source == "auto" and folder is not None:
         return "official", folder
     return "generated", None
+
+
+def resolve_protocol(requested: str, storage: bool, size: tuple[int, int], source: str, dataset: str,
+                     echo: Callable[[str], None]) -> tuple[str, str, str]:
+    """(protocol, storage step or "none", file tag) of an evaluation's corrupted cells.
+
+    Released files were made by one generator and stored as it stored them. Generated cells use
+    the protocol asked for, or (auto) the official one written for the images' size; a size no
+    official protocol is written for gets robench's own size-scaled table, said out loud and
+    recorded. The tag is empty for the dataset's own choice and names the protocol otherwise, so
+    two protocols' cells never share an eval CSV."""
+    if source == "official":
+        release = csets.release_for(dataset)
+        if requested not in ("auto", release.protocol):
+            raise RobenchError(f"the released {release.name} files were made with protocol {release.protocol}, not "
+                               f"{requested}; use --source generated for --protocol {requested}")
+        return release.protocol, PROTOCOLS[release.protocol].storage or "none", ""
+    try:
+        own = default_protocol(*size)
+    except RobenchError:
+        own = "scaled"
+    if requested == "auto":
+        if own == "scaled":
+            echo(f"note: no official corruption protocol is written for {size[0]}x{size[1]} images; generated cells "
+                 f"use robench's own size-scaled table (protocol scaled, recorded in the eval files)")
+        protocol = own
+    else:
+        protocol = check_protocol(requested, *size)
+    step = PROTOCOLS[protocol].storage
+    applied = step if step and storage else "none"
+    tag = "" if protocol == own else protocol
+    if step and not storage:
+        tag = f"{protocol}-nostorage"
+    return protocol, applied, tag
 
 
 def frost_source(frost: str, names: list[str], source: str, echo: Callable[[str], None]) -> str | None:
@@ -76,6 +111,8 @@ class CellImages:
     frost: str | None
     offset: int = 0
     n: int | None = None
+    protocol: str | None = None
+    storage: bool = True
 
     def batches(self, cell: Cell) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = self.labels.shape[0]
@@ -89,5 +126,6 @@ class CellImages:
                 yield source[start:start + self.batch_size], self.labels[start:start + self.batch_size]
         else:
             for start, batch in generated_batches(self.images, *cell, self.seed, self.batch_size,
-                                                  frost=self.frost or "auto", offset=self.offset):
+                                                  frost=self.frost or "auto", offset=self.offset,
+                                                  protocol=self.protocol, storage=self.storage):
                 yield batch, self.labels[start:start + batch.shape[0]]

@@ -28,15 +28,15 @@ import uuid
 from pathlib import Path
 
 from robench.eval.cell import Cell, done
-from robench.runfolder.files import (EVAL_FIELDS, atomic_write_csv, cannot_write, eval_json_path, eval_lock_path,
-                                     read_eval_csv, sort_cells, write_json)
+from robench.runfolder.files import (EVAL_FIELDS, SETTING_DEFAULTS, SETTING_FIELDS, atomic_write_csv, cannot_write,
+                                     eval_json_path, eval_lock_path, read_eval_csv, sort_cells, write_json)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks; concurrent evals of one run are unsafe there
     fcntl = None
 
-IDENTITY = ("dataset", "source", "seed", "n", "checkpoint_sha256")
+IDENTITY = ("dataset", "source", "seed", "n", "checkpoint_sha256", *SETTING_FIELDS)
 
 
 @contextlib.contextmanager
@@ -76,7 +76,8 @@ class CellStore:
             except (ValueError, UnicodeDecodeError):
                 meta = {}  # a damaged .json says nothing about the cells: they are recomputed
         rows = read_eval_csv(self.path) if self.path.exists() else []
-        if any(meta.get(k) != v for k, v in self.identity.items()):
+        # A .json written before a setting was recorded had that setting's old default.
+        if any(meta.get(k, SETTING_DEFAULTS.get(k)) != v for k, v in self.identity.items()):
             rows = []
         return rows, meta
 

@@ -38,10 +38,17 @@ METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_error", "test_error", "imag
 # photographs a frost cell used ("official" or "procedural"; empty on other cells). The calibration
 # columns are fractions (docs/metrics.md): NLL, Brier score, ECE (15 bins), RMS calibration error.
 CALIBRATION_FIELDS = ["nll", "brier", "ece", "rms_ce"]
+# What was measured, recorded on every row (docs/protocol.md): `benchmark` (c: the -C corruptions,
+# c-bar, p), `protocol` (whose generator table made the corrupted images: corruptions.protocol.PROTOCOLS),
+# `storage` (the protocol's storage step applied to them, e.g. jpeg85, or none) and `subset` (which test
+# images: all, first-N for --limit N, or a named subset such as robustbench-5k).
+SETTING_FIELDS = ["benchmark", "protocol", "storage", "subset"]
 EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
-               *CALIBRATION_FIELDS]
+               *CALIBRATION_FIELDS, *SETTING_FIELDS]
 # The columns a reader needs (later columns may be missing from files written by earlier versions).
 EVAL_REQUIRED = EVAL_FIELDS[:8]
+# What a missing setting column meant in files written before it existed.
+SETTING_DEFAULTS = {"benchmark": "c", "protocol": "cifar10-c", "storage": "none", "subset": "all"}
 
 
 def safe_name(text: str) -> str:
@@ -155,8 +162,11 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def eval_csv_path(run_dir: Path, dataset: str, source: str) -> Path:
-    return Path(run_dir) / EVAL_DIR / f"{safe_name(f'{dataset}-{source}')}.csv"
+def eval_csv_path(run_dir: Path, dataset: str, source: str, tag: str = "") -> Path:
+    """eval/<dataset>-<source>.csv, or eval/<dataset>-<tag>-<source>.csv for another benchmark or a
+    protocol other than the dataset's own (so that their cells never share a file)."""
+    name = "-".join(part for part in (dataset, tag, source) if part)
+    return Path(run_dir) / EVAL_DIR / f"{safe_name(name)}.csv"
 
 
 def eval_json_path(csv_path: Path) -> Path:

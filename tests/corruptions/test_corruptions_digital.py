@@ -14,7 +14,7 @@ FUNCTIONS = {
     "contrast": digital.contrast,
     "saturate": digital.saturate,
     "pixelate": digital.pixelate,
-    "jpeg_compression": jpeg.jpeg_compression,
+    "jpeg_compression": digital.jpeg_compression,
 }
 
 

@@ -1,10 +1,12 @@
 """CellStore, the eval CSV as a store of finished cells: a cell is done only for the identity it was
 computed with, and a frost cell only with the frost textures it was computed with."""
 
-from robench.runfolder.cellstore import CellStore
-from robench.runfolder.files import read_eval_csv
+import json
 
-IDENTITY = dict(dataset="shapes10", source="generated", seed=0, n=10, checkpoint_sha256="ab" * 32)
+from robench.runfolder.cellstore import CellStore
+from robench.runfolder.files import SETTING_DEFAULTS, read_eval_csv
+
+IDENTITY = dict(dataset="shapes10", source="generated", seed=0, n=10, checkpoint_sha256="ab" * 32, **SETTING_DEFAULTS)
 CELLS = [("clean", 0), ("frost", 1), ("frost", 2), ("fog", 1)]
 
 
@@ -39,3 +41,18 @@ def test_force_and_another_identity_redo_every_cell(tmp_path):
     computed(CellStore(path, IDENTITY), "procedural")
     assert CellStore(path, IDENTITY).begin(CELLS, "procedural", force=True, record={}) == CELLS
     assert CellStore(path, {**IDENTITY, "seed": 1}).begin(CELLS, "procedural", force=False, record={}) == CELLS
+
+
+def test_a_json_from_before_the_setting_columns_means_their_defaults(tmp_path):
+    """Files written before benchmark/protocol/storage/subset were recorded hold cells of the
+    defaults (c, cifar10-c, none, all): they stay done for that setting and are not for another."""
+    path = tmp_path / "eval" / "shapes10-generated.csv"
+    computed(CellStore(path, IDENTITY), "procedural")
+    json_path = path.with_suffix(".json")
+    meta = json.loads(json_path.read_text())
+    for key in SETTING_DEFAULTS:
+        del meta[key]
+    json_path.write_text(json.dumps(meta))
+    assert CellStore(path, IDENTITY).todo(CELLS, "procedural") == []
+    assert CellStore(path, {**IDENTITY, "protocol": "scaled"}).todo(CELLS, "procedural") == CELLS
+    assert CellStore(path, {**IDENTITY, "storage": "jpeg85"}).todo(CELLS, "procedural") == CELLS
