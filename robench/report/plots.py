@@ -171,6 +171,9 @@ def effective_robustness(report):
             ax.set_yscale("function", functions=functions)
         ax.set_xlim(low / 100, high / 100)
         ax.set_ylim(low / 100, high / 100)
+        ticks = [t / 100 for t in (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99) if low <= t <= high]
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
         percent = plt.FuncFormatter(lambda v, _: f"{100 * v:g}")
         ax.xaxis.set_major_formatter(percent)
         ax.yaxis.set_major_formatter(percent)

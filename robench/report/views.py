@@ -149,7 +149,8 @@ def effective_table(er) -> tuple[list[str], list[list[str]]]:
 
 def effective_note(er) -> str:
     """The fitted lines, and what the interval covers."""
-    lines = [f"{label}: {er.link}(y) = {fit.slope:.4f} · {er.link}(x) + {fit.intercept:.4f}, fitted over "
+    lines = [f"{label}: {er.link}(y) = {fit.slope:.4f} · {er.link}(x) {'+' if fit.intercept >= 0 else '-'} "
+             f"{abs(fit.intercept):.4f}, fitted over "
              f"{len(fit.baseline)} baseline runs" for label, fit in er.fits.items()]
     return ("Effective robustness (Taori et al. 2020): shifted accuracy minus the baseline line's prediction at the "
             "run's clean accuracy, in accuracy points (%). " + "; ".join(lines) + ". The 95 % interval resamples "
