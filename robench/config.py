@@ -301,9 +301,17 @@ class ReportConfig:
     plots: str | None = option(None, "Write the PNG plots into this folder (needs matplotlib).")
     robustbench: str | None = option(None, "Write RobustBench corruption model cards (<dir>/<dataset>/corruptions/"
                                            "<run>.json) and unaggregated_results.csv into this folder.")
+    effective_robustness: str | None = option(None, "Effective robustness (Taori et al. 2020) against this shift: c "
+                                                    "(mean -C accuracy) | c-bar | a dataset the runs were evaluated "
+                                                    "on, e.g. cifar10.1 (see docs/metrics.md).")
+    er_baseline: str | None = option(None, "The runs the effective-robustness line is fitted on: names or globs, "
+                                           "comma-separated. [default: every run]")
+    er_link: str = option("logit", "The scale of the effective-robustness fit: logit | probit.")
 
     def validate(self) -> "ReportConfig":
         from robench.report.formats import FORMATS
 
         FORMATS.get(self.format)
+        if self.er_link not in ("logit", "probit"):
+            raise RobenchError(f"unknown --er-link '{self.er_link}'; choose logit or probit")
         return self

@@ -16,7 +16,10 @@ import pandas as pd
 from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, short_name
 from robench.errors import RobenchError
 from robench.registry import Registry
-from robench.report.views import TITLES, display_tables, is_number, notes
+from robench.report.baselines import ALEXNET_COLUMNS, ALEXNET_PROTOCOL
+from robench.report.benchmarks import DEFAULT_TABLE
+from robench.report.views import (MEAN_ERROR, display_tables, effective_note, is_leaderboard, is_number, notes,
+                                   title)
 from robench.runfolder.files import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,14 +40,22 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), rule] + [line(r) for r in rows])
 
 
+def last_leaderboard(views) -> str:
+    """The name of the last leaderboard view: the notes and warnings follow it."""
+    return [name for name in views if is_leaderboard(name)][-1]
+
+
 def render_markdown(report: Report) -> str:
     parts = []
-    for name, (header, rows) in display_tables(report).items():
+    views = display_tables(report)
+    for name, (header, rows) in views.items():
         if rows:
-            parts.append(f"## {TITLES[name]}\n\n{markdown_table(header, rows)}\n")
-        if name == "leaderboard":
+            parts.append(f"## {title(name)}\n\n{markdown_table(header, rows)}\n")
+        if name == last_leaderboard(views):
             parts.append(notes(report) + "\n")
             parts += [f"**Warning:** {w}\n" for w in report.warnings]
+        if name == "effective":
+            parts.append(effective_note(report.effective) + "\n")
     return "\n".join(parts)
 
 
@@ -70,18 +81,44 @@ def latex_table(header: list[str], rows: list[list[str]], caption: str) -> str:
 
 def render_latex(report: Report) -> str:
     parts = [f"% robench report: {notes(report)}"] + [f"% warning: {w}" for w in report.warnings]
-    parts += [latex_table(h, r, TITLES[name]) for name, (h, r) in display_tables(report).items() if r]
+    if report.effective is not None:
+        parts.append(f"% {effective_note(report.effective)}")
+    parts += [latex_table(h, r, title(name)) for name, (h, r) in display_tables(report).items() if r]
     return "\n\n".join(parts) + "\n"
+
+
+def _only_default_table(report: Report) -> bool:
+    return report.tables == ["|".join(DEFAULT_TABLE)]
 
 
 def numeric_view(report: Report, name: str) -> pd.DataFrame:
     """A view with numbers, not strings (csv and json): each metric's mean, and with seed groups its
-    '<metric> std' and '<metric> n'."""
+    '<metric> std' and '<metric> n'. With tables other than CIFAR's default (cifar10-c, all images),
+    the columns protocol, subset and storage say which table a row is ranked in, and ImageNet-C rows
+    hold their unnormalised mean error in 'mean error' (their 'mCE' is empty; 'mCE (AlexNet)' is
+    their mCE): a column never holds two definitions."""
+    if name == "effective":
+        er = report.effective
+        return er.points[["run", "fit", "baseline", "clean acc", "shifted acc", "predicted", "ER", "ER low",
+                          "ER high"]]
     board = report.leaderboard
     ident = ["rank", "run", "runs", "model", "policy", "dataset", "source", "n", "seeds", "status"]
     ident += ["frost_textures"] if "frost_textures" in board else []
+    tables = not _only_default_table(report)
+    imagenet_c = tables and bool((board["protocol"] == ALEXNET_PROTOCOL).any())
+    if tables:
+        ident[ident.index("source") + 1:ident.index("source") + 1] = ["protocol", "subset", "storage"]
+        board = board.copy()
+    if imagenet_c:
+        alexnet = board["protocol"] == ALEXNET_PROTOCOL
+        for suffix in ("", " std", " n"):
+            if f"mCE{suffix}" in board:
+                board[f"{MEAN_ERROR}{suffix}"] = board[f"mCE{suffix}"].where(alexnet)
+                board[f"mCE{suffix}"] = board[f"mCE{suffix}"].where(~alexnet)
     if name == "leaderboard":
-        metrics = ["clean", "mCE", "extra"] + (["norm. mCE", "rel. mCE"] if report.baseline else [])
+        metrics = ["clean", "mCE"] + ([MEAN_ERROR, *ALEXNET_COLUMNS] if imagenet_c else []) + ["extra"]
+        metrics += [m for m in report.others]
+        metrics += ["norm. mCE", "rel. mCE"] if report.baseline else []
         metrics += [c for c in ("RMS-CE", "ECE", "NLL", "Brier") if c in report.calibration]
         extra = ["Δ mCE", "Δ mCE ci", "Δ mCE method"] if report.baseline else []
     elif name == "corruptions":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import html
 
-from robench.report.views import TITLES, display_tables, is_number, notes
+from robench.report.views import display_tables, effective_note, is_leaderboard, is_number, notes, title
 
 SCRIPT = """
 // Click a column header to sort by it; click again to reverse. Numbers sort as numbers ('24.10 ± 0.40 (3)'
@@ -71,14 +71,17 @@ def page(report, figures: dict[str, bytes] | None = None) -> str:
         except ValueError:  # RobenchError: matplotlib missing; the page still has every table
             figures = {}
     parts = ["<h1>robench report</h1>"]
-    for name, (header, rows) in display_tables(report).items():
-        if not rows:
-            continue
-        numeric = [all(is_number(r[i]) for r in rows) for i in range(len(header))]
-        parts.append(f"<h2>{html.escape(TITLES[name])}</h2>{_table(header, rows, numeric)}")
-        if name == "leaderboard":
+    views = display_tables(report)
+    last_board = [name for name in views if is_leaderboard(name)][-1]
+    for name, (header, rows) in views.items():
+        if rows:
+            numeric = [all(is_number(r[i]) for r in rows) for i in range(len(header))]
+            parts.append(f"<h2>{html.escape(title(name))}</h2>{_table(header, rows, numeric)}")
+        if name == last_board:
             parts.append(f'<p class="note">{html.escape(notes(report))}</p>')
             parts += [f'<p class="warning">Warning: {html.escape(w)}</p>' for w in report.warnings]
+        if name == "effective":
+            parts.append(f'<p class="note">{html.escape(effective_note(report.effective))}</p>')
     if figures:
         parts.append("<h2>Plots</h2>")
         for name, png in figures.items():

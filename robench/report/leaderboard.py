@@ -12,6 +12,13 @@ and every view is a reduction of it.
 - A value needs all of its cells: a run with a missing cell gets no mean (it is marked incomplete,
   with how many cells it has), never a mean over fewer cells.
 - Runs that differ only in their seed form one row: mean ± standard deviation (n seeds).
+- Benchmarks and protocols are kept apart: one table per (protocol, subset) of the -C cells
+  (cifar10-c, tiny-imagenet-c, imagenet-c, scaled; all, robustbench-5k, ...), never one ranking of
+  two. ImageNet-C rows add AlexNet-normalised mCE and relative mCE (report.baselines) beside their
+  unnormalised mean error. The -C-bar error and the -P stability means (mFP, mT5D) join the row of
+  the run's -C evaluation of the same dataset and subset, each only when measured.
+- Effective robustness (report.effective): each run's shifted accuracy above a line fitted over a
+  baseline set of runs.
 
 What the views say as text is robench.report.views; what they look like (markdown, CSV, JSON,
 HTML, LaTeX) is robench.report.formats and robench.report.html. Imports pandas and numpy, never
@@ -29,27 +36,46 @@ import numpy as np
 import pandas as pd
 
 from robench.config import ReportConfig
-from robench.corruptions.protocol import CORRUPTIONS, SEVERITIES, STANDARD, short_name
+from robench.corruptions.protocol import CORRUPTIONS, PROTOCOLS, SEVERITIES, STANDARD, short_name
 from robench.errors import RobenchError
 from robench.eval.cell import CLEAN, STANDARD_CELLS, grid
 from robench.report import stats
+from robench.report.baselines import ALEXNET_COLUMNS, ALEXNET_PROTOCOL, alexnet_imagenet_c
+from robench.report.benchmarks import CBAR, CBAR_LABEL, CBAR_SEVERITIES, DEFAULT_TABLE, P_PERTURBATIONS, STABILITY
+from robench.report.effective import Effective, effective_robustness
 from robench.report.formats import check_outputs, render, write_output
-from robench.report.tidy import CALIBRATION, Results, find_run_dirs, load
+from robench.report.tidy import CALIBRATION, Results, find_run_dirs, load, with_benchmark
 from robench.report.views import TITLES
 
 NOT_EVALUATED = "not evaluated"
-TEST_SET = ["dataset", "source", "n", "frost_textures"]  # evaluations on different ones are not ranked together
+# Evaluations on different test sets are not ranked together (and never compared with a baseline).
+TEST_SET = ["dataset", "source", "n", "frost_textures", "protocol", "subset", "storage"]
+# One evaluation: a run's -C cells of one test set; the key of its row.
+EVAL_KEYS = ["run", "dataset", "source", "protocol", "subset", "storage"]
+# The -C-bar and -P cells of a run join its -C evaluations of the same dataset and subset.
+ATTACH = ["run", "dataset", "subset"]
 
 
 # ----------------------------------------------------------------------------- one row per evaluation
 
 
+def _main_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The -C cells, plus the clean cell of a -C-bar or -P evaluation of a run that has no -C
+    evaluation of the same dataset and subset (that one is a row of its own, in its benchmark's table)."""
+    is_c = (cells["benchmark"] == "c").to_numpy()
+    with_c = set(map(tuple, cells.loc[is_c, ATTACH].to_numpy()))
+    orphan = np.array([tuple(k) not in with_c for k in cells[ATTACH].to_numpy()], dtype=bool)
+    keep = is_c | (orphan & (cells["corruption"] == CLEAN.corruption).to_numpy())
+    return cells[keep].drop_duplicates(EVAL_KEYS + ["corruption", "severity"], keep="first")
+
+
 def evaluations(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
-    """One row per (run, dataset, source) with its description, and E: array (evaluations, 19, 5) of
+    """One row per evaluation (EVAL_KEYS) with its description, and E: array (evaluations, 19, 5) of
     errors (NaN where a cell is missing), plus the same array for each calibration column present."""
-    keys = ["run", "dataset", "source"]
+    keys = EVAL_KEYS
     if cells.empty:
         return pd.DataFrame(columns=keys), np.zeros((0, len(CORRUPTIONS), len(SEVERITIES))), {}
+    cells = _main_cells(with_benchmark(cells))
     grouped = cells.groupby(keys, sort=True)
     meta = grouped.agg(model=("model", "first"), policy=("policy", "first"), seed=("seed", "first"),
                        eval_seed=("eval_seed", "first"), n=("n", lambda s: int(s.mode().iloc[0])))
@@ -72,6 +98,34 @@ def evaluations(cells: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[str
     return meta.reset_index(), errors, calibration
 
 
+def _attached(cells: pd.DataFrame, meta: pd.DataFrame, benchmark: str, column: str, names, severities=None):
+    """Array (evaluations, cells) of `column` over the named cells of `benchmark` (x severities when
+    given) of each evaluation's run, dataset and subset; NaN where a cell is missing."""
+    mine = cells[(cells["benchmark"] == benchmark) & cells["corruption"].isin(names)]
+    if severities is None:
+        wide = mine.pivot_table(index=ATTACH, columns="corruption", values=column, aggfunc="mean", dropna=False)
+        wide = wide.reindex(columns=list(names))
+    else:
+        wide = mine.pivot_table(index=ATTACH, columns=["corruption", "severity"], values=column, aggfunc="mean",
+                                dropna=False)
+        wide = wide.reindex(columns=pd.MultiIndex.from_tuples([(c, s) for c in names for s in severities]))
+    wide = wide.reindex(index=pd.MultiIndex.from_frame(meta[ATTACH]))
+    return wide.to_numpy(dtype=float)
+
+
+def other_benchmarks(cells: pd.DataFrame, meta: pd.DataFrame) -> dict[str, tuple[np.ndarray, float]]:
+    """The means that sit beside mCE when measured: label -> (values (evaluations, cells), scale).
+    C-bar error: the 10 x 5 C-bar errors (%); mFP, mT5D: the -P columns over the 10 perturbations."""
+    cells = with_benchmark(cells)
+    out = {}
+    if len(meta) and (cells["benchmark"] == "c-bar").any():
+        out[CBAR_LABEL] = (_attached(cells, meta, "c-bar", "error", CBAR, CBAR_SEVERITIES), 1.0)
+    for column, label in STABILITY.items():
+        if len(meta) and column in cells and ((cells["benchmark"] == "p") & cells[column].notna()).any():
+            out[label] = (_attached(cells, meta, "p", column, P_PERTURBATIONS), 100.0)  # fractions -> %
+    return out
+
+
 def _flat(values: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
 
@@ -81,9 +135,11 @@ def _mean_all(values: np.ndarray) -> np.ndarray:
     return _flat(values).mean(axis=1) if len(values) else np.zeros(0)
 
 
-def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.ndarray]) -> pd.DataFrame:
+def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.ndarray],
+           others: dict[str, tuple[np.ndarray, float]] | None = None) -> pd.DataFrame:
     """Per evaluation: clean, mCE, extra, CE per corruption, mean per severity, calibration means,
-    and how many cells each mean has."""
+    the AlexNet-normalised means of ImageNet-C rows, the other benchmarks' means, and how many cells
+    each mean has."""
     std, extra = errors[:, :len(STANDARD)], errors[:, len(STANDARD):]
     out = {}
     out["mCE"], out["extra"] = _mean_all(std), _mean_all(extra)
@@ -102,6 +158,17 @@ def scores(meta: pd.DataFrame, errors: np.ndarray, calibration: dict[str, np.nda
         out[f"{label} clean"] = scale * meta[f"clean {column}"].to_numpy()
         for j, s in enumerate(SEVERITIES):
             out[f"{label} s{s}"] = scale * values[:, :len(STANDARD), j].mean(axis=1)
+    alexnet = (meta["protocol"] == ALEXNET_PROTOCOL).to_numpy() if "protocol" in meta else np.zeros(len(meta), bool)
+    if alexnet.any():
+        base, base_clean = alexnet_imagenet_c()
+        normalised, relative = np.full(len(meta), np.nan), np.full(len(meta), np.nan)
+        normalised[alexnet] = normalised_mce(errors[alexnet], base)
+        relative[alexnet] = relative_mce(errors[alexnet], meta["clean"].to_numpy()[alexnet], base, base_clean)
+        for label, values in zip(ALEXNET_COLUMNS, (normalised, relative)):
+            out[label], out[f"{label} cells"] = values, np.where(alexnet, out["mCE cells"], 0)
+    for label, (values, scale) in (others or {}).items():
+        out[label] = scale * _mean_all(values)
+        out[f"{label} cells"] = np.isfinite(values).sum(axis=1)
     return pd.concat([meta, pd.DataFrame(out, index=meta.index)], axis=1)
 
 
@@ -163,24 +230,35 @@ class Report:
     grouped: bool = True
     baseline: str | None = None
     calibration: list[str] = field(default_factory=list)  # calibration labels present
+    others: list[str] = field(default_factory=list)  # C-bar error, mFP, mT5D: the ones measured
+    effective: Effective | None = None  # effective robustness, when asked for
 
     def views(self) -> list[str]:
-        return list(TITLES)
+        return [v for v in TITLES if v != "effective"] + (["effective"] if self.effective is not None else [])
+
+    @property
+    def tables(self) -> list[str]:
+        """The leaderboard tables (table_of keys), in order."""
+        return sorted(set(self.leaderboard["table"]), key=table_order)
 
 
 METRICS = ["clean", "mCE", "extra"] + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES]
 
 
-def build(results: Results, baseline: str | None = None, group: bool = True, sort: str = "mCE") -> Report:
-    """Every view of the report from the tidy cells and the run table."""
+def build(results: Results, baseline: str | None = None, group: bool = True, sort: str = "mCE",
+          effective: dict | None = None) -> Report:
+    """Every view of the report from the tidy cells and the run table; `effective` (shift, baseline,
+    link) adds effective robustness."""
     meta, errors, calibration = evaluations(results.cells)
-    per_eval = scores(meta, errors, calibration)
+    others = other_benchmarks(results.cells, meta)
+    per_eval = scores(meta, errors, calibration, others)
     per_eval["group"] = assign_groups(per_eval, results.runs, group).to_numpy()
     calib_labels = [CALIBRATION[c][0] for c in calibration]
     warnings = _test_set_warnings(per_eval)
     if baseline:
         warnings += _add_baseline_columns(per_eval, errors, baseline)
     metrics = METRICS + calib_labels + (["norm. mCE", "rel. mCE"] if baseline else [])
+    metrics += [c for c in ALEXNET_COLUMNS if c in per_eval] + list(others)
     metrics += [f"{label} {s}" for label in calib_labels for s in ["clean"] + [f"s{s}" for s in SEVERITIES]]
 
     # Each metric over the seeds of a group: mean and sample std of the runs that have it, and how many do.
@@ -196,7 +274,8 @@ def build(results: Results, baseline: str | None = None, group: bool = True, sor
         first = members.iloc[0]
         row = {"run": _group_name(list(members["run"])), "runs": ", ".join(members["run"]), "model": first["model"],
                "policy": first["policy"], "dataset": first["dataset"], "source": first["source"], "n": int(first["n"]),
-               "frost_textures": first["frost_textures"], "seeds": ",".join(str(s) for s in sorted(members["seed"])),
+               "frost_textures": first["frost_textures"], "protocol": first["protocol"], "subset": first["subset"],
+               "storage": first["storage"], "seeds": ",".join(str(s) for s in sorted(members["seed"])),
                "size": len(members), "group": key, "status": _status(members, statuses)}
         row.update(summary.loc[key].to_dict())
         if baseline:
@@ -205,34 +284,73 @@ def build(results: Results, baseline: str | None = None, group: bool = True, sor
     for run in results.runs.itertuples():
         if run.run not in set(per_eval["run"]):
             rows.append({"run": run.run, "runs": run.run, "model": run.model, "policy": run.policy,
-                         "dataset": run.dataset, "source": "-", "n": None, "frost_textures": "", "seeds": str(run.seed),
+                         "dataset": run.dataset, "source": "-", "n": None, "frost_textures": "", "protocol": None,
+                         "subset": None, "storage": None, "seeds": str(run.seed),
                          "size": 1, "group": f"{run.run}|unevaluated", "clean": run.train_clean_error,
                          "clean n": 1 if run.train_clean_error is not None else 0,
                          "status": NOT_EVALUATED + ("" if run.status in ("trained", "external") else f"; {run.status}")})
     board = pd.DataFrame(rows)
     if board.empty:
         raise RobenchError("no run folders found under the given folders; train a run with `robench train` first")
+    board["table"] = _tables(board)
     board = _sort_and_rank(board, sort)
     frost_shown = bool((~board["frost_textures"].isin(["", "official"])).any())
     if not frost_shown:
         board = board.drop(columns="frost_textures")
-    return Report(leaderboard=board, per_eval=per_eval,
-                  cells=results.cells, warnings=warnings, grouped=group, baseline=baseline, calibration=calib_labels)
+    er = None
+    if effective and effective.get("shift"):
+        er = effective_robustness(per_eval, results.runs, **effective)
+        warnings += er.warnings
+    return Report(leaderboard=board, per_eval=per_eval, cells=results.cells, warnings=warnings, grouped=group,
+                  baseline=baseline, calibration=calib_labels, others=list(others), effective=er)
+
+
+def table_of(protocol, subset) -> str:
+    """The leaderboard table an evaluation is ranked in: one per (protocol, subset)."""
+    return f"{protocol}|{subset}"
+
+
+DEFAULT_TABLE_KEY = table_of(*DEFAULT_TABLE)
+
+
+def table_order(key: str) -> tuple:
+    """The default table (cifar10-c over all images) first, then the others by name."""
+    return (key != DEFAULT_TABLE_KEY, key)
+
+
+def _tables(board: pd.DataFrame) -> list[str]:
+    """Each row's table; a run never evaluated goes to the table of its dataset's evaluations (else
+    the first table)."""
+    evaluated = board["source"] != "-"
+    keys = [table_of(p, s) if e else None for p, s, e in zip(board.get("protocol", [None] * len(board)),
+                                                             board.get("subset", [None] * len(board)), evaluated)]
+    known = sorted({k for k in keys if k}, key=table_order) or [DEFAULT_TABLE_KEY]
+    by_dataset = {}
+    for key, dataset in sorted(((k, d) for k, d in zip(keys, board["dataset"]) if k), key=lambda kd: table_order(kd[0])):
+        by_dataset.setdefault(dataset, key)
+    return [k or by_dataset.get(d, known[0]) for k, d in zip(keys, board["dataset"])]
 
 
 def _status(members: pd.DataFrame, statuses: dict) -> str:
     odd = sorted({f"{r}: {statuses[r]}" for r in members["run"] if statuses.get(r) not in ("trained", "external")})
-    parts = [] if (members["mCE cells"] == len(STANDARD_CELLS)).all() else ["incomplete"]
+    complete = (members["mCE cells"] == len(STANDARD_CELLS)).all()
+    no_c = ~members["protocol"].isin(PROTOCOLS).any()  # a -C-bar or -P evaluation of its own: no mCE to miss
+    parts = [] if complete or no_c else ["incomplete"]
     return "; ".join(parts + odd)
 
 
 def _test_set_warnings(per_eval: pd.DataFrame) -> list[str]:
-    """A line per dataset whose runs were evaluated on different test sets (source, size, frost)."""
+    """A line per dataset and table whose runs were evaluated on different test sets (source, size,
+    frost, storage)."""
     out = []
-    for dataset, rows in per_eval.groupby("dataset"):
+    if per_eval.empty:
+        return out
+    tables = [table_of(p, s) for p, s in zip(per_eval["protocol"], per_eval["subset"])]
+    for (table, dataset), rows in per_eval.groupby([pd.Series(tables, index=per_eval.index), "dataset"]):
         kinds = sorted({_test_set_label(r) for r in rows.itertuples()})
+        where = dataset if table == DEFAULT_TABLE_KEY else f"{dataset} ({table.replace('|', ', subset ')})"
         if len(kinds) > 1:
-            out.append(f"{dataset}: runs were evaluated on different test sets ({'; '.join(kinds)}); their errors are "
+            out.append(f"{where}: runs were evaluated on different test sets ({'; '.join(kinds)}); their errors are "
                        f"not comparable, so each is ranked only among runs of its own test set (see the source, n "
                        f"and frost columns). Re-evaluate with the same --source, --limit and --frost to compare them.")
     return out
@@ -240,7 +358,8 @@ def _test_set_warnings(per_eval: pd.DataFrame) -> list[str]:
 
 def _test_set_label(row) -> str:
     frost = f", frost {row.frost_textures}" if row.frost_textures else ""
-    return f"{row.source}, n={row.n}{frost}"
+    storage = f", storage {row.storage}" if getattr(row, "storage", "none") not in ("none", None) else ""
+    return f"{row.source}, n={row.n}{frost}{storage}"
 
 
 def _baseline_rows(per_eval: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -297,13 +416,15 @@ def _baseline_difference(group: str, base_group: str, values: dict) -> dict:
             "Δ mCE method": diff.method}
 
 
-SORT_KEYS = (["mCE", "clean", "extra", "norm. mCE", "rel. mCE", "Δ mCE", "RMS-CE", "ECE", "NLL", "run"]
+SORT_KEYS = (["mCE", "clean", "extra", "norm. mCE", "rel. mCE", "Δ mCE", "RMS-CE", "ECE", "NLL", "run",
+              *ALEXNET_COLUMNS, CBAR_LABEL, *STABILITY.values()]
              + [short_name(c) for c in CORRUPTIONS] + [f"s{s}" for s in SEVERITIES])
 
 
 def _sort_and_rank(board: pd.DataFrame, sort: str) -> pd.DataFrame:
-    """Within each dataset and test set (unevaluated runs last): rows with a value first, ascending
-    (errors: lower is better), then by name. The rank counts within one test set only."""
+    """Within each table, dataset and test set (unevaluated runs last): rows with a value first,
+    ascending (errors: lower is better), then by name. The rank counts within one test set only.
+    ImageNet-C rows sort by their AlexNet-normalised mCE where the key is mCE, as its papers rank."""
     keys = {k.lower(): k for k in SORT_KEYS}
     if sort.lower() not in keys:
         raise RobenchError(f"unknown --sort '{sort}'; choose one of: {', '.join(SORT_KEYS)}")
@@ -312,10 +433,13 @@ def _sort_and_rank(board: pd.DataFrame, sort: str) -> pd.DataFrame:
         values = board["run"]
     else:
         values = pd.to_numeric(board[key], errors="coerce") if key in board else pd.Series(np.nan, index=board.index)
+        if key == "mCE" and ALEXNET_COLUMNS[0] in board:
+            values = values.where(board["protocol"] != ALEXNET_PROTOCOL, board[ALEXNET_COLUMNS[0]])
     board = board.assign(_missing=values.isna() if key != "run" else False, _value=values,
-                         _set=board["source"].eq("-").astype(int).astype(str) + _key(board, TEST_SET))
-    board = board.sort_values(["dataset", "_set", "_missing", "_value", "run"], kind="stable")
-    board = board.drop(columns=["_missing", "_value", "_set"])
+                         _set=board["source"].eq("-").astype(int).astype(str) + _key(board, TEST_SET),
+                         _table=[table_order(t) for t in board["table"]])
+    board = board.sort_values(["_table", "dataset", "_set", "_missing", "_value", "run"], kind="stable")
+    board = board.drop(columns=["_missing", "_value", "_set", "_table"])
     ranked = board["mCE"].notna() if "mCE" in board else pd.Series(False, index=board.index)
     rank = ranked.groupby(_key(board, TEST_SET)).cumsum()
     board = board.copy()  # one block, not hundreds of appended columns
@@ -325,12 +449,12 @@ def _sort_and_rank(board: pd.DataFrame, sort: str) -> pd.DataFrame:
 
 def report(folders: list[Path], baseline: str | None = None, group: bool = True, sort: str = "mCE",
            dataset: str | None = None, source: str | None = None, model: str | None = None,
-           policy: str | None = None) -> Report:
+           policy: str | None = None, effective: dict | None = None) -> Report:
     """Load the run folders, filter them, and build every view."""
     results = load(folders).filter(dataset=dataset, source=source, model=model, policy=policy)
     if results.runs.empty:
         raise RobenchError("no run folders match; check the folders and the --dataset/--source/--model/--policy filters")
-    return build(results, baseline=baseline, group=group, sort=sort)
+    return build(results, baseline=baseline, group=group, sort=sort, effective=effective)
 
 
 def write_report(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tuple[str, list[str]]:
@@ -342,7 +466,8 @@ def write_report(folders: list[Path], outs: list[Path], cfg: ReportConfig) -> tu
 
         check_matplotlib()
     result = report(folders, baseline=cfg.baseline, group=cfg.group, sort=cfg.sort, dataset=cfg.dataset,
-                    source=cfg.source, model=cfg.model, policy=cfg.policy)
+                    source=cfg.source, model=cfg.model, policy=cfg.policy,
+                    effective=dict(shift=cfg.effective_robustness, baseline=cfg.er_baseline, link=cfg.er_link))
     text = render(result, cfg.format)
     for out in outs:
         write_output(result, out)

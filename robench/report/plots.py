@@ -135,6 +135,54 @@ def calibration_vs_severity(report):
                    f"{label} over the 15 standard corruptions (%)")
 
 
+@PLOTS.register("effective-robustness", "shifted vs clean accuracy on logit axes: the runs, the baseline's fitted "
+                                        "line and y = x (with --effective-robustness)")
+def effective_robustness(report):
+    er = report.effective
+    if er is None or not er.fits:
+        return None
+    from robench.report.effective import inverse, predict, transform
+
+    plt = _pyplot()
+    labels = list(er.fits)
+    fig, axes = plt.subplots(1, len(labels), figsize=(6.0 * len(labels), 5.2), dpi=DPI, squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        fit, points = er.fits[label], er.points[er.points["fit"] == label]
+        values = np.concatenate([points["clean acc"], points["shifted acc"]])
+        low, high = max(values.min() - 5, 0.5), min(values.max() + 5, 99.5)
+        grid = np.linspace(low, high, 200)
+        ax.plot(grid / 100, grid / 100, linestyle=":", color="gray", label="y = x")
+        ax.plot(grid / 100, predict(grid, fit.slope, fit.intercept, er.link) / 100, color="black",
+                label=f"{er.link} fit over {len(fit.baseline)} baseline runs")
+        for is_base, style in ((True, dict(marker="o")), (False, dict(marker="s", facecolors="none"))):
+            mine = points[points["baseline"] == is_base]
+            if len(mine):
+                ax.scatter(mine["clean acc"] / 100, mine["shifted acc"] / 100, label="baseline runs" if is_base
+                           else "other runs", edgecolors="C0" if is_base else "C3", **style)
+        for _, r in points.iterrows():
+            ax.annotate(r["run"], (r["clean acc"] / 100, r["shifted acc"] / 100), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        if er.link == "logit":
+            ax.set_xscale("logit")
+            ax.set_yscale("logit")
+        else:  # matplotlib has no probit scale: a function scale of the same transform
+            functions = (lambda v: transform(100 * np.asarray(v), "probit"), lambda t: inverse(t, "probit") / 100)
+            ax.set_xscale("function", functions=functions)
+            ax.set_yscale("function", functions=functions)
+        ax.set_xlim(low / 100, high / 100)
+        ax.set_ylim(low / 100, high / 100)
+        ticks = [t / 100 for t in (1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99) if low <= t <= high]
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        percent = plt.FuncFormatter(lambda v, _: f"{100 * v:g}")
+        ax.xaxis.set_major_formatter(percent)
+        ax.yaxis.set_major_formatter(percent)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.yaxis.set_minor_formatter(plt.NullFormatter())
+        _finish(fig, ax, label, "clean accuracy (%)", "shifted accuracy (%)")
+    return fig
+
+
 def png_bytes(fig) -> bytes:
     plt = _pyplot()
     buffer = io.BytesIO()

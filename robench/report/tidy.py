@@ -4,7 +4,10 @@
 killed before run.json was written is still found) and returns:
 
 - `cells`: one row per (run, dataset, source, corruption, severity) with the columns CELL_COLUMNS,
-  plus the calibration columns (CALIBRATION) of the eval CSVs that have them;
+  plus the calibration columns (CALIBRATION), the benchmark columns (benchmark, protocol, storage,
+  subset: report.benchmarks) and the -P columns (flip_prob, top5_dist) of the eval CSVs that have
+  them. `with_benchmark(cells)` gives the benchmark columns their defaults where a table lacks them
+  (files written before the columns existed), so such a table, and every output of it, stays as it was;
 - `runs`: one row per run folder (evaluated or not) with what its files say about it.
 
 Every view of the report is a groupby/pivot of these two frames. Imports pandas, never torch.
@@ -12,6 +15,7 @@ Every view of the report is a groupby/pivot of these two frames. Imports pandas,
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -21,7 +25,9 @@ import pandas as pd
 import yaml
 
 from robench.errors import RobenchError
-from robench.eval.cell import Cell
+from robench.report.benchmarks import COLUMNS as BENCHMARK_COLUMNS
+from robench.report.benchmarks import DEFAULTS as BENCHMARK_DEFAULTS
+from robench.report.benchmarks import STABILITY
 from robench.runfolder.files import (CALIBRATION_FIELDS, CONFIG, EVAL_DIR, METRICS, RUN_JSON, policy_label,
                                      read_csv_rows, read_eval_csv, read_json)
 
@@ -127,18 +133,38 @@ def run_info(run_dir: Path) -> dict:
         status=status, parameters=info.get("parameters"), origin=info.get("source"))
 
 
+def _header(csv_path: Path) -> list[str]:
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return f.readline().strip().split(",")
+
+
+def _read_rows(csv_path: Path) -> list[dict]:
+    """The rows of an eval CSV. A -P file (flip_prob/top5_dist columns) may have no error or correct
+    column, which read_eval_csv requires: it is read as it is, and each row checked in _cells_of."""
+    header = _header(csv_path)
+    if not any(c in header for c in STABILITY):
+        return read_eval_csv(csv_path)
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _number(value) -> float:
+    return float(value) if value not in (None, "") else float("nan")
+
+
 def _cells_of(run: dict, csv_path: Path) -> list[dict]:
-    rows = read_eval_csv(csv_path)
+    rows = _read_rows(csv_path)
     out = []
     for r in rows:
         try:
             cell = dict(run=run["run"], model=run["model"], policy=run["policy"], dataset=r["dataset"],
                         source=r["source"], seed=run["seed"], eval_seed=int(r.get("seed") or 0),
-                        **Cell.of(r)._asdict(), n=int(r["n"]),
-                        error=float(r["error"]), frost_textures=r.get("frost_textures") or "")
-            for column in CALIBRATION:
-                value = r.get(column)
-                cell[column] = float(value) if value not in (None, "") else float("nan")
+                        corruption=r["corruption"], severity=int(r.get("severity") or 0), n=int(r["n"]),
+                        error=_number(r.get("error")), frost_textures=r.get("frost_textures") or "")
+            for column in (*CALIBRATION, *STABILITY):
+                cell[column] = _number(r.get(column))
+            for column in BENCHMARK_COLUMNS:
+                cell[column] = r.get(column) or BENCHMARK_DEFAULTS[column]
         except (KeyError, ValueError, TypeError):
             raise RobenchError(f"{csv_path} has a malformed row ({r}); re-run robench eval to rewrite it") from None
         out.append(cell)
@@ -147,21 +173,26 @@ def _cells_of(run: dict, csv_path: Path) -> list[dict]:
 
 def load(roots: list[Path]) -> Results:
     """The tidy cells and the run table of every run folder under `roots`."""
-    runs, cells, calibrated = [], [], set()
+    runs, cells, present = [], [], set()
     for run_dir in find_run_dirs(roots):
         run = run_info(run_dir)
         runs.append(run)
         for csv_path in sorted((run_dir / EVAL_DIR).glob("*.csv")):
             cells.extend(_cells_of(run, csv_path))  # first: it checks the file (one-line errors)
-            with open(csv_path, newline="", encoding="utf-8") as f:
-                header = f.readline()
-            calibrated.update(c for c in CALIBRATION if c in header.strip().split(","))
+            present.update(_header(csv_path))
     names = [r["run"] for r in runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         where = [r["path"] for r in runs if r["run"] == duplicates[0]]
         raise RobenchError(f"two run folders are both named '{duplicates[0]}' ({', '.join(where)}); "
                            f"report one of them, or rename one (its run.json 'name')")
-    columns = CELL_COLUMNS + [c for c in CALIBRATION if c in calibrated]
-    cell_frame = pd.DataFrame(cells, columns=CELL_COLUMNS + list(CALIBRATION))[columns]
+    optional = [*CALIBRATION, *BENCHMARK_COLUMNS, *STABILITY]
+    columns = CELL_COLUMNS + [c for c in optional if c in present]
+    cell_frame = pd.DataFrame(cells, columns=CELL_COLUMNS + optional)[columns]
     return Results(cell_frame, pd.DataFrame(runs, columns=RUN_COLUMNS))
+
+
+def with_benchmark(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells with every benchmark column, the contract's default where the table has none."""
+    missing = {c: BENCHMARK_DEFAULTS[c] for c in BENCHMARK_COLUMNS if c not in cells.columns}
+    return cells.assign(**missing) if missing else cells
