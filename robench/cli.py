@@ -36,6 +36,8 @@ DATA_DIR = typer.Option(None, help="Dataset cache. [default: $ROBENCH_DATA or ~/
 DEVICE = typer.Option("auto", help="auto | cpu | cuda | cuda:N.")
 SEED = typer.Option(0, help="Seed of the corruptions.")
 FROST = typer.Option("auto", help=field_help(EvalConfig, "frost"))
+PROTOCOL = typer.Option("auto", help=field_help(EvalConfig, "protocol"))
+STORAGE = typer.Option(True, help=field_help(EvalConfig, "storage"))
 CORRUPTION_SPEC = typer.Option("all", help="all | standard | extra | none | name,name,... (see robench list corruptions).")
 
 
@@ -270,13 +272,18 @@ def data_download(
 
 Example: robench data generate --dataset shapes10 --out shapes10-C
 
-Writes <out>/<corruption>.npy (uint8 (5N, H, W, 3), severity-major) and labels.npy, drawn exactly as
-robench eval --source generated draws them.""")
+Writes the layout the protocol's official set is released in, drawn exactly as robench eval --source
+generated draws it: for cifar10-c (and scaled) <out>/<corruption>.npy (uint8 (5N, H, W, 3),
+severity-major) and labels.npy; for imagenet-c and tiny-imagenet-c
+<out>/<corruption>/<severity>/<class>/<file>.JPEG (quality-85 JPEGs, their storage step; with
+--no-storage the .npy layout of the images before it). Resumable: a finished file or folder is kept.""")
 @user_errors
 def data_generate(
     dataset: str = typer.Option(..., help="Any dataset robench can load (its test split is corrupted)."),
     out: Path = typer.Option(..., help="Output folder."),
     corruptions: str = CORRUPTION_SPEC,
+    protocol: str = PROTOCOL,
+    storage: bool = STORAGE,
     seed: int = SEED,
     limit: Optional[int] = typer.Option(None, help="Only the first N test images."),
     device: str = DEVICE,
@@ -284,9 +291,10 @@ def data_generate(
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.corruptions.frost_textures import resolve_frost
-    from robench.corruptions.protocol import SEVERITIES, parse_corruptions
+    from robench.corruptions.protocol import SEVERITIES, check_protocol_name, parse_corruptions
     from robench.data import csets, load_split
     from robench.data.download import set_data_dir
+    from robench.eval.sources import resolve_protocol
     from robench.progress import progress_bar
     from robench.runtime.device import resolve_device
 
@@ -295,17 +303,29 @@ def data_generate(
         raise RobenchError(f"--limit must be at least 1, got {limit}")
     if out.exists() and not out.is_dir():
         raise RobenchError(f"--out {out} is a file; give a folder (new or holding an earlier C-set)")
+    check_protocol_name(protocol)
     names = parse_corruptions(corruptions)
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)
     images, labels = test.images, test.labels
+    protocol_, step, _ = resolve_protocol(protocol, storage, tuple(images.shape[-2:]), "generated", dataset, typer.echo)
     textures = resolve_frost(frost) if "frost" in names else frost
     with progress_bar("generate", total=len(names) * len(SEVERITIES) * len(images)) as bar:
-        csets.write_generated(images.to(device_), labels, out, names, seed, frost=textures,
-                              on_cell=lambda name, severity: (bar.describe(f"{name} s{severity}"), bar.advance(len(images))))
+        on_cell = lambda name, severity: (bar.describe(f"{name} s{severity}"), bar.advance(len(images)))  # noqa: E731
+        if step == "jpeg85":
+            from robench.data.jpeg_tree import write_jpeg_tree
+
+            files = getattr(test, "files", None) or [f"{test.classes[int(y)] if getattr(test, 'classes', None) else int(y)}"
+                                                      f"/{i:08d}.JPEG" for i, y in enumerate(labels)]
+            write_jpeg_tree(lambda a, b: images[a:b], files, out, names, seed, protocol_, device_, frost=textures,
+                            on_cell=on_cell)
+        else:
+            csets.write_generated(images.to(device_), labels, out, names, seed, frost=textures, protocol=protocol_,
+                                  storage=storage, on_cell=on_cell)
     used = f" (frost: {textures} textures)" if "frost" in names else ""
+    layout = "JPEG files (the released layout)" if step == "jpeg85" else ".npy files"
     typer.echo(f"wrote {len(names)} corruptions x {len(SEVERITIES)} severities x {len(images)} images of {dataset} "
-               f"to {out}{used}")
+               f"as {layout}, protocol {protocol_}, to {out}{used}")
 
 
 @data_app.command("preview", help="""Write a PNG grid of corruptions x severities for a few test images.
@@ -317,6 +337,7 @@ def data_preview(
     dataset: str = typer.Option("shapes10", help="Any dataset robench can load."),
     images: int = typer.Option(2, help="How many test images per row."),
     corruptions: str = CORRUPTION_SPEC,
+    protocol: str = PROTOCOL,
     seed: int = SEED,
     data_dir: Optional[str] = DATA_DIR,
 ):
@@ -330,8 +351,11 @@ def data_preview(
         raise RobenchError(f"--images must be at least 1, got {images}")
     if out.suffix.lower() != ".png":
         raise RobenchError(f"--out must end in .png, got {out.name}")
+    from robench.eval.sources import resolve_protocol
+
     test = load_split(dataset, False, limit=images)
-    save_png(preview_grid(test.images, parse_corruptions(corruptions), SEVERITIES, seed=seed), out)
+    protocol_, _, _ = resolve_protocol(protocol, True, tuple(test.images.shape[-2:]), "generated", dataset, typer.echo)
+    save_png(preview_grid(test.images, parse_corruptions(corruptions), SEVERITIES, seed=seed, protocol=protocol_), out)
     typer.echo(f"wrote {out}")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from robench.corruptions.protocol import PROTOCOLS, SOURCES, parse_corruptions, parse_severities
+from robench.corruptions.protocol import SOURCES, check_protocol_name, parse_corruptions, parse_severities
 from robench.errors import RobenchError
 from robench.runfolder.files import check_run_name
 
@@ -182,8 +182,7 @@ class EvalConfig:
                 raise RobenchError(f"--{key.replace('_', '-')} must be at least 1, got {value}")
         if self.source not in SOURCES:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
-        if self.protocol != "auto" and self.protocol not in PROTOCOLS:
-            raise RobenchError(f"unknown --protocol '{self.protocol}'; choose one of: auto, {', '.join(PROTOCOLS)}")
+        check_protocol_name(self.protocol)
         parse_corruptions(self.corruptions), parse_severities(self.severities)
         check_device(self.device)
         for name in (self.name, self.ensemble):  # each becomes a folder in --out-dir

@@ -80,12 +80,17 @@ def default_protocol(height: int, width: int) -> str:
                        f"resize them, or choose robench's own size-scaled table with --protocol scaled")
 
 
+def check_protocol_name(name: str) -> str:
+    """`name` if it is "auto" or a protocol, else the one-line error listing the choices."""
+    if name != "auto" and name not in PROTOCOLS:
+        raise RobenchError(f"unknown --protocol '{name}'; choose one of: auto, {', '.join(PROTOCOLS)}")
+    return name
+
+
 def check_protocol(name: str | None, height: int, width: int) -> str:
     """The protocol for H x W images: `name` checked against their size, or the size's default."""
-    if name is None or name == "auto":
+    if name is None or check_protocol_name(name) == "auto":
         return default_protocol(height, width)
-    if name not in PROTOCOLS:
-        raise RobenchError(f"unknown corruption protocol '{name}'; choose one of: {', '.join(PROTOCOLS)}")
     size = PROTOCOLS[name].size
     if size is not None and (height, width) != (size, size):
         raise RobenchError(f"protocol {name} is written for {size}x{size} images, these are {height}x{width}; "

@@ -124,7 +124,7 @@ class OfficialCSet:
 
 
 def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,
-                    on_cell=None, frost: str = "auto") -> Path:
+                    on_cell=None, frost: str = "auto", protocol: str | None = None, storage: bool = True) -> Path:
     """Write a C-set in the official layout from robench's own corruptions.
 
     `<out>/<corruption>.npy` uint8 (5N, H, W, 3) severity-major and `labels.npy` (uint8 when the
@@ -142,7 +142,8 @@ def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corru
         try:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
             for severity in SEVERITIES:
-                for start, batch in generated_batches(images, name, severity, seed, CHUNK, frost=frost):
+                for start, batch in generated_batches(images, name, severity, seed, CHUNK, frost=frost,
+                                                      protocol=protocol, storage=storage):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
                 if on_cell:
