@@ -59,8 +59,10 @@ def test_eval_generated_and_report(trained, tmp_path):
     assert [(r["corruption"], r["severity"]) for r in rows] == [
         ("clean", "0"), ("gaussian_noise", "1"), ("gaussian_noise", "5"), ("contrast", "1"), ("contrast", "5")]
     assert set(rows[0]) == {"corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
-                            "nll", "brier", "ece", "rms_ce"}
+                            "nll", "brier", "ece", "rms_ce", "benchmark", "protocol", "storage", "subset"}
     assert all(r["n"] == "100" and r["source"] == "generated" for r in rows)
+    # shapes10 is 32 px: CIFAR-10-C's own generator, no storage step, the whole test set.
+    assert {(r["benchmark"], r["protocol"], r["storage"], r["subset"]) for r in rows} == {("c", "cifar10-c", "none", "all")}
     assert float(rows[0]["error"]) == pytest.approx(100 * (1 - int(rows[0]["correct"]) / 100), abs=1e-3)
     # The same cells again, with another batch size: identical counts (chunk-keyed randomness).
     again = invoke("eval", trained, "--corruptions", "gaussian_noise", "--severities", "5", "--batch-size", "1000")

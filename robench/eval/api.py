@@ -65,7 +65,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     test = load_split(dataset, False, limit=limit)
     protocol_, storage_, _ = resolve_protocol(protocol, storage, tuple(test.images.shape[-2:]), source_, dataset,
                                               lambda _: None)
-    setting = Setting(dataset, source_, seed, "c", protocol_, storage_, subset_name(limit))
+    setting = Setting(dataset, source_, seed, "c", protocol_, storage_, subset_name(None))
     net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
 
     official = open_official(folder, test, dataset, names) if source_ == "official" else None

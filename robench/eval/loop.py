@@ -138,9 +138,10 @@ def cell_row(cell: Cell, result: dict, setting: Setting, frost: str | None) -> d
                 **{k: f"{result[k]:.6f}" for k in CALIBRATION_FIELDS}, **setting.columns)
 
 
-def subset_name(limit: int | None) -> str:
-    """The subset column of an evaluation of the first `limit` test images (None: all of them)."""
-    return "all" if limit is None else f"first-{limit}"
+def subset_name(subset: str | None) -> str:
+    """The subset column: a named subset of the test set (e.g. robustbench-5k), or "all". A --limit
+    is recorded by the rows' `n` (and in the .json), as before the column existed."""
+    return subset or "all"
 
 
 # ----------------------------------------------------------------------------- `robench eval`
@@ -184,7 +185,7 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options)
     protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, tuple(test.images.shape[-2:]), source,
                                               subject.dataset, echo)
-    setting = Setting(subject.dataset, source, cfg.seed, "c", protocol, storage, subset_name(subject.limit))
+    setting = Setting(subject.dataset, source, cfg.seed, "c", protocol, storage, subset_name(None))
     return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
 
 
@@ -219,7 +220,7 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
 
-    record = dict(corruptions=names, severities=p.severities, frost_textures=p.frost, force=cfg.force,
+    record = dict(corruptions=names, severities=p.severities, frost_textures=p.frost, force=cfg.force, limit=subject.limit,
                   checkpoint_epoch=subject.descriptions[0].get("epoch") if subject.trained else None,
                   batch_size=batch_size, ranks=distributed.world_size(), device=device_name(device),
                   c_dir=str(p.folder) if p.folder else None)

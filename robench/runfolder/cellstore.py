@@ -79,6 +79,9 @@ class CellStore:
         # A .json written before a setting was recorded had that setting's old default.
         if any(meta.get(k, SETTING_DEFAULTS.get(k)) != v for k, v in self.identity.items()):
             rows = []
+        for row in rows:  # rows written before the setting columns existed get them when rewritten
+            for k in SETTING_FIELDS:
+                row[k] = row.get(k) or self.identity[k]
         return rows, meta
 
     def _save(self, rows: list[dict] | None, meta: dict) -> None:

@@ -41,7 +41,7 @@ CALIBRATION_FIELDS = ["nll", "brier", "ece", "rms_ce"]
 # What was measured, recorded on every row (docs/protocol.md): `benchmark` (c: the -C corruptions,
 # c-bar, p), `protocol` (whose generator table made the corrupted images: corruptions.protocol.PROTOCOLS),
 # `storage` (the protocol's storage step applied to them, e.g. jpeg85, or none) and `subset` (which test
-# images: all, first-N for --limit N, or a named subset such as robustbench-5k).
+# images: all, or a named subset such as robustbench-5k; a --limit shows in `n`).
 SETTING_FIELDS = ["benchmark", "protocol", "storage", "subset"]
 EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "source", "seed", "frost_textures",
                *CALIBRATION_FIELDS, *SETTING_FIELDS]

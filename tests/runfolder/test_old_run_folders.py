@@ -19,6 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from robench.cli import app
+from robench.runfolder.files import SETTING_DEFAULTS, SETTING_FIELDS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "written-by-406954a"
 CSV_NAME, JSON_NAME = "shapes10-generated.csv", "shapes10-generated.json"
@@ -55,6 +56,13 @@ def rows(path: Path) -> list[dict]:
 
 def by_cell(table: list[dict]) -> dict:
     return {(r["corruption"], int(r["severity"])): r for r in table}
+
+
+def old_columns(csv_bytes: bytes) -> bytes:
+    """An eval CSV without the setting columns (the last ones), as the old code wrote it."""
+    lines = csv_bytes.decode().splitlines(keepends=True)
+    return b"".join(line.rsplit(",", len(SETTING_FIELDS))[0].encode() + b"\r\n" * line.endswith("\r\n")
+                    + b"\n" * (line.endswith("\n") and not line.endswith("\r\n")) for line in lines)
 
 
 def close(a: str, b: str) -> bool:
@@ -95,9 +103,15 @@ def test_eval_of_one_more_cell_adds_one_row_and_keeps_the_old_rows(folder):
     assert "(1 cells computed" in out
     new_lines = csv_path.read_text().splitlines()
     assert len(new_lines) == len(old_lines) + 1
-    added = [line for line in new_lines if line not in old_lines]
+    # The rewrite adds the setting columns, holding what the old rows were measured with (the
+    # defaults); every old column keeps its bytes, in the same order.
+    assert new_lines[0] == old_lines[0] + "," + ",".join(SETTING_FIELDS)
+    width = len(old_lines[0].split(","))
+    cut = [",".join(line.split(",")[:width]) for line in new_lines[1:]]
+    added = [line for line in cut if line not in old_lines]
     assert len(added) == 1 and added[0].startswith("contrast,5,200,")
-    assert [line for line in new_lines if line in old_lines] == old_lines  # byte-identical, in the same order
+    assert [line for line in cut if line in old_lines] == old_lines[1:]
+    assert {line.split(",", width)[width] for line in new_lines[1:]} == {",".join(SETTING_DEFAULTS.values())}
 
 
 def test_eval_force_reproduces_the_old_numbers(folder):
@@ -132,14 +146,16 @@ def test_external_model_folder_is_reevaluated_to_the_same_csv_and_fingerprint(fo
     assert fingerprint(old_source) == old_meta["checkpoint_sha256"]
     before = (ext / "eval" / CSV_NAME).read_bytes()
     robench("eval", "small-cnn", "--checkpoint", checkpoint, *EXTERNAL, "--out-dir", folder, "--name", "old-external")
-    assert (ext / "eval" / CSV_NAME).read_bytes() == before
+    after = (ext / "eval" / CSV_NAME).read_bytes()
+    assert old_columns(after) == before  # the same numbers, with the setting columns added
+    assert all(line.endswith(",".join(SETTING_DEFAULTS.values())) for line in after.decode().splitlines()[1:])
     moved = json.loads(json.dumps(old_source).replace(old_source["checkpoint"], str(checkpoint.resolve()))
                        .replace(old_source["options"]["checkpoint"], str(checkpoint)))
     assert json.loads((ext / "eval" / JSON_NAME).read_text())["checkpoint_sha256"] == fingerprint(moved)
     # ... so the same command again skips every cell
     out = robench("eval", "small-cnn", "--checkpoint", checkpoint, *EXTERNAL, "--out-dir", folder, "--name",
                   "old-external")
-    assert "3 cells already done are skipped" in out and (ext / "eval" / CSV_NAME).read_bytes() == before
+    assert "3 cells already done are skipped" in out and (ext / "eval" / CSV_NAME).read_bytes() == after
 
 
 def test_resume_continues_the_old_mid_epoch_checkpoint_to_the_old_finished_run(folder):
