@@ -3,16 +3,19 @@
 Also the two primitives snow reuses: `motion_blur_q16` (ImageMagick 6's motion blur, batched with a
 per-image angle) and `clipped_zoom` (the generator's centre-crop-and-zoom).
 
-Image size: the reference parameters are for 32 x 32 and are used unchanged there. For other sizes
-every parameter measured in pixels (defocus radius and alias sigma, Gaussian sigmas, glass-blur
-displacement, motion-blur radius and sigma) is multiplied by `scale = min(H, W) / 32`; zoom
-factors are ratios and stay as they are. Non-square images are handled axis by axis.
+Parameters: each function reads its row from a per-protocol table (`protocol.pick`): the CIFAR-10-C
+(32 px), Tiny-ImageNet-C (64 px) and ImageNet-C (224 px) generators' own numbers. Where those
+generators' code differs beyond the table (the defocus kernel's grid, glass blur's copy chains),
+the function branches on the protocol. Protocol "scaled" (robench's own, any size) reads
+CIFAR-10-C's table and multiplies every parameter measured in pixels (defocus radius and alias
+sigma, Gaussian sigmas, glass-blur displacement, motion-blur radius and sigma) by
+`scale = min(H, W) / 32`; zoom factors are ratios and stay as they are. Non-square images are
+handled axis by axis.
 
 Deliberate deviations:
-- glass_blur computes the displacement pass as a gather from the state at the start of each
-  iteration. At 32 x 32 that is exactly the reference (its "swap" only copies, offsets are in
-  {-1, 0}, and the loop runs bottom-right to top-left, so no pixel reads one already moved); for
-  sizes where the scaled displacement exceeds 1 px it is a close, order-free approximation.
+- glass_blur under "scaled" computes the displacement pass as a gather from the state at the start
+  of each iteration, an order-free approximation once the scaled displacement exceeds 1 px. The
+  official protocols follow the generator's copy order exactly (see `_copy_sources`).
 - motion_blur drops kernel taps whose normalised weight is below 1e-12 (tails of exp(-i^2 / 2s^2)):
   together they move the Q16 accumulator by < 1e-6 of a level.
 """
@@ -27,24 +30,61 @@ import torch.nn.functional as F
 
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, exact_div_, finish, gaussian_filter_nearest, to_unit
+from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 from robench.runtime.device import full_fp32
 
 
-def _scale(images: torch.Tensor) -> float:
-    """Factor for pixel-sized parameters: 1 at 32 x 32 (see the module docstring)."""
-    return min(images.shape[-2:]) / 32
+def _scale(images: torch.Tensor, protocol: str) -> float:
+    """Factor for pixel-sized parameters: min(H, W) / 32 under "scaled", else 1 (the table's own pixels)."""
+    return min(images.shape[-2:]) / 32 if protocol == "scaled" else 1.0
 
 
 # ---------------------------------------------------------------------------------------------
 # defocus_blur
 
 
-def disk_kernel(radius: float, alias_sigma: float) -> torch.Tensor:
-    """The generator's defocus kernel: a normalised float32 disk (X^2 + Y^2 <= r^2) smoothed by a
-    3x3 Gaussian of sigma `alias_sigma` (OpenCV GaussianBlur: float32, rows then columns).
-    Returned cropped to its support, 2 * (floor(r) + 1) + 1 square; this computation reproduces
-    OpenCV's numbers bit for bit for the five CIFAR kernels."""
+def _fma32(a: torch.Tensor, b: float, c: torch.Tensor) -> torch.Tensor:
+    """float32 a * b + c rounded once, as an FMA instruction does (the product is exact in float64;
+    the float64 sum could only round differently on an exact float32 midpoint, never met here)."""
+    return (a.double() * b + c.double()).float()
+
+
+def _opencv_smooth_f32(disk: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """cv2.GaussianBlur of a float32 square with the symmetric float32 kernel `g` (3 or 5 taps),
+    border reflect-101, in OpenCV 4.10's own float32 operation order on x86 (AVX2 with FMA),
+    measured against cv2 pass by pass:
+    - row pass, vector lanes: fma(x0, k0, (x-1 + x1) * k1), then fma(x-2 + x2, k2, .) for 5 taps;
+      its last width % 4 columns run the scalar loop: x0 * k0, then fma(x-j + xj, kj, .) for j = 1, 2;
+    - column pass, every column: x0 * k0, then fma(x-j + xj, kj, .) for j = 1, 2."""
+    r = (g.numel() - 1) // 2
+    k = g[r:].tolist()
+    size = disk.shape[0]
+
+    def taps(x: torch.Tensor, dim: int):
+        padded = F.pad(x[None, None], (r, r, 0, 0) if dim == 1 else (0, 0, r, r), mode="reflect")[0, 0]
+        return lambda j: padded.narrow(dim, r + j, size)
+
+    x = taps(disk, 1)
+    rows = x(0) * k[0]
+    for j in range(1, r + 1):
+        rows = _fma32(x(-j) + x(j), k[j], rows)
+    vector = _fma32(x(0), k[0], (x(-1) + x(1)) * k[1])
+    if r == 2:
+        vector = _fma32(x(-2) + x(2), k[2], vector)
+    lanes = size - size % 4
+    rows[:, :lanes] = vector[:, :lanes]
+    y = taps(rows, 0)
+    out = y(0) * k[0]
+    for j in range(1, r + 1):
+        out = _fma32(y(-j) + y(j), k[j], out)
+    return out
+
+
+def _scaled_disk(radius: float, alias_sigma: float) -> torch.Tensor:
+    """robench's own disk for protocol "scaled" (any radius, also fractional ones above 8): a grid
+    one pixel wider than the disk with zeros beyond and a 3x3 smoothing in a plain float32 order.
+    At 32 px it is the generator's kernel bit for bit; at other sizes it is robench's definition."""
     half = int(math.floor(radius)) + 1
     grid = torch.arange(-half - 1, half + 2, dtype=torch.float64)  # one spare ring: no border effects
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
@@ -58,13 +98,46 @@ def disk_kernel(radius: float, alias_sigma: float) -> torch.Tensor:
     return d[1:-1, 1:-1]
 
 
+def disk_kernel(radius: float, alias_sigma: float, protocol: str = "cifar10-c") -> torch.Tensor:
+    """The generator's defocus kernel: a normalised float32 disk (X^2 + Y^2 <= r^2) smoothed by
+    OpenCV's float32 GaussianBlur of sigma `alias_sigma`, cropped to its nonzero part.
+
+    The generator draws the disk on a fixed grid, X, Y in -8..8 smoothed by a 3x3 Gaussian when
+    r <= 8, else -r..r with a 5x5 one; at r = 8 and 10 (ImageNet-C) the disk touches the grid's
+    edge, so OpenCV's border (reflect-101) shapes the outer ring. Reproduces cv2 4.10 bit for bit for
+    the 15 kernels of the three generators (docs/faithfulness.md). "scaled" has its own kernel."""
+    if protocol == "scaled":
+        return _scaled_disk(radius, alias_sigma)
+    half, size = (8, 3) if radius <= 8 else (int(radius), 5)
+    grid = torch.arange(-half, half + 1, dtype=torch.float64)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    disk = (xx**2 + yy**2 <= radius**2).to(torch.float32)
+    disk = disk / disk.sum()
+    # cv2.getGaussianKernel: exp(-x^2 / 2 sigma^2) times 1 / sum, in double, then float32.
+    x = torch.arange(-(size // 2), size // 2 + 1, dtype=torch.float64)
+    g = torch.exp(-(x * x) / (2 * alias_sigma**2))
+    g = (g * (1 / g.sum())).to(torch.float32)
+    d = _opencv_smooth_f32(disk, g)
+    nonzero = (d != 0).nonzero()
+    (top, left), (bottom, right) = nonzero.min(0).values.tolist(), nonzero.max(0).values.tolist()
+    return d[top : bottom + 1, left : right + 1]
+
+
+# (disk radius, alias sigma) in pixels, per generator.
+DEFOCUS = {
+    "cifar10-c": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+    "tiny-imagenet-c": ((0.5, 0.6), (1, 0.1), (1.5, 0.1), (2.5, 0.01), (3, 0.1)),
+    "imagenet-c": ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)),
+}
+
+
 @FUNCTIONS.register("defocus_blur", "blur: convolution with an anti-aliased disk")
 def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Correlation with a disk kernel, OpenCV BORDER_REFLECT_101, in float64: the kernels sum to
     1 + 1e-9..5e-8, so flat areas land just above an integer and float32 would truncate them down."""
-    radius, alias = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))[severity - 1]
-    s = _scale(images)
-    kernel = disk_kernel(radius * s, alias * s).to(torch.float64)
+    radius, alias = pick(DEFOCUS, protocol, severity)
+    s = _scale(images, protocol)
+    kernel = disk_kernel(radius * s, alias * s, protocol).to(torch.float64)
     half = (kernel.shape[0] - 1) // 2
     x = to_unit(images, torch.float64)
     h, w = x.shape[-2:]
@@ -83,13 +156,40 @@ def defocus_blur(images: torch.Tensor, severity: int, generator: draws.Source, p
 # glass_blur
 
 
+# (Gaussian sigma, largest displacement d, iterations), per generator.
+GLASS = {
+    "cifar10-c": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+    "tiny-imagenet-c": ((0.1, 1, 1), (0.5, 1, 1), (0.6, 1, 2), (0.7, 2, 1), (0.9, 2, 2)),
+    "imagenet-c": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+}
+
+
+def _copy_sources(src: torch.Tensor) -> torch.Tensor:
+    """Where each pixel's value comes from after one pass of the generator's copy loop.
+
+    The loop visits pixels from the bottom-right to the top-left (decreasing flat index) and copies
+    into each the pixel `src` points at, as it is at that moment: a pixel with a larger flat index
+    has already been visited and holds its own copy (for d >= 2 an offset of +1 row or column points
+    there), a smaller one still holds its value from before the pass. So a pixel's final source is
+    found by following `src` while it points to a larger index; pixels never visited point to
+    themselves. Pointer jumping resolves all chains at once in log2(longest chain) steps.
+    `src`: (N, H*W) flat indices."""
+    follow = src > torch.arange(src.shape[1], device=src.device)
+    while bool(follow.any()):
+        src, follow = torch.where(follow, src.gather(1, src), src), follow & follow.gather(1, src)
+    return src
+
+
 @FUNCTIONS.register("glass_blur", "blur: Gaussian blur with local pixel swaps")
 def glass_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
-    """Gaussian blur -> u8, then `iterations` passes where every pixel (except a top/left border)
-    takes the value of a random neighbour up/left of it (offsets in [-d, d), i.e. {-1, 0} at 32 px),
-    then blur again. Sigma 0.05 (severity 1) has scipy radius 0: no blur at all."""
-    sigma, delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
-    s = _scale(images)
+    """Gaussian blur -> u8, then `iterations` passes where every pixel (except the first d + 1 and
+    the last d - 1 rows and columns) takes the value of a random
+    neighbour at offsets in [-d, d) (its "swap" only copies), then blur again. Sigma 0.05 (CIFAR
+    severity 1) has scipy radius 0: no blur at all. At d = 1 (CIFAR) the offsets are {-1, 0}, so no
+    pixel reads one already copied; larger d follows the generator's copy chains exactly, except
+    under "scaled", which copies from the state before each pass (see the module docstring)."""
+    sigma, delta, iterations = pick(GLASS, protocol, severity)
+    s = _scale(images, protocol)
     sigma, delta = sigma * s, max(1, round(delta * s))
     n, c, h, w = images.shape
     device = images.device
@@ -108,6 +208,9 @@ def glass_blur(images: torch.Tensor, severity: int, generator: draws.Source, pro
         drawn = draws.randint(generator, side * side, (n, h - side, w - side), device=device)
         src = base.repeat(n, 1, 1)
         src[:, delta + 1 : h - delta + 1, delta + 1 : w - delta + 1] += offsets[drawn]
+        src = src.view(n, h * w)
+        if protocol != "scaled":
+            src = _copy_sources(src)
         x = x.view(n, c, h * w).gather(2, src.view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w)
     return blur(x)
 
@@ -162,11 +265,19 @@ def motion_blur_q16(images: torch.Tensor, radius: float, sigma: float, angles: t
     return exact_div_(q, 257).floor_().to(torch.uint8).view(n, c, h, w)
 
 
+# ImageMagick's (radius, sigma) in pixels, per generator.
+MOTION = {
+    "cifar10-c": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
+    "tiny-imagenet-c": ((10, 1), (10, 1.5), (10, 2), (10, 2.5), (12, 3)),
+    "imagenet-c": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+}
+
+
 @FUNCTIONS.register("motion_blur", "blur: a line kernel at a random angle per image")
 def motion_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """Motion blur at a random angle in U(-45, 45) degrees per image (13 to 19 px trails at 32 px)."""
-    radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
-    s = _scale(images)
+    radius, sigma = pick(MOTION, protocol, severity)
+    s = _scale(images, protocol)
     angles = draws.rand(generator, (images.shape[0],), device=images.device, dtype=torch.float64)
     return motion_blur_q16(images, radius * s, sigma * s, angles * 90 - 45)
 
@@ -190,12 +301,22 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return zoomed[..., trims[0] : trims[0] + h, trims[1] : trims[1] + w]
 
 
-def zoom_factors(severity: int) -> list[float]:
-    """np.arange(1, stop, 0.01) as NumPy computes it (start + i * (float(start + step) - start)):
-    the float end point is included, giving 7, 12, 16, 21, 26 factors with 1.0 first."""
-    stop = (1.06, 1.11, 1.16, 1.21, 1.26)[severity - 1]
-    count = math.ceil((stop - 1.0) / 0.01)
-    delta = (1.0 + 0.01) - 1.0
+# np.arange(1, stop, step) of zoom factors, per generator.
+ZOOMS = {
+    "cifar10-c": ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)),
+    "tiny-imagenet-c": ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)),
+    "imagenet-c": ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03)),
+}
+
+
+def zoom_factors(severity: int, protocol: str = "cifar10-c") -> list[float]:
+    """np.arange(1, stop, step) as NumPy computes it: ceil((stop - 1) / step) factors
+    1 + i * (float(1 + step) - 1). The float end point can be included: CIFAR's arange(1, 1.06,
+    0.01) holds 7 factors, up to 1.06 (7, 12, 16, 21, 26 over the severities; ImageNet-C's 12, 16,
+    11, 13, 11)."""
+    stop, step = pick(ZOOMS, protocol, severity)
+    count = math.ceil((stop - 1.0) / step)
+    delta = (1.0 + step) - 1.0
     return [1.0 + i * delta for i in range(count)]
 
 
@@ -215,7 +336,7 @@ _BLOCK = 8  # output tile of the blocked zoom-blur operator
 
 
 @functools.lru_cache(maxsize=16)
-def _zoom_operator(severity: int, h: int, w: int, device: str):
+def _zoom_operator(factors: tuple[float, ...], h: int, w: int, device: str):
     """The zoom blur's pieces for an H x W plane.
 
     taps: every output pixel's bilinear sources (plane offsets) and float64 weights over all zoom
@@ -224,7 +345,7 @@ def _zoom_operator(severity: int, h: int, w: int, device: str):
     centre, a few pixels at 32 px) and a (window, 64) float32 matrix: ~6x fewer flops than dense.
     """
     sources, weights = [], []
-    for z in zoom_factors(severity):
+    for z in factors:
         (rows, row_w), (cols, col_w) = _zoom_axis(h, z), _zoom_axis(w, z)
         sources.append((rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(h * w, 4))
         weights.append((row_w[:, None, :, None] * col_w[None, :, None, :]).reshape(h * w, 4))
@@ -272,15 +393,15 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source, prot
     within 2e-4 of the reference's float32 result, which only matters where the result is within
     that of an integer (flat areas, ~1-3% of values): those are recomputed exactly.
     """
-    factors = zoom_factors(severity)
+    factors = zoom_factors(severity, protocol)
     n, c, h, w = images.shape
-    x = to_unit(images, torch.float32)
+    x = to_unit(images, torch.float32).contiguous()  # flat plane offsets below (channels-last inputs too)
     if h * w > _FAST_ZOOM_MAX:  # large images: the reference's loop, zoom by zoom
         x64, total = x.double(), torch.zeros_like(x)
         for z in factors:
             total += clipped_zoom(x64, z).float()
         return finish(exact_div(x + total, len(factors) + 1))
-    sources, weights, blocks = _zoom_operator(severity, h, w, str(images.device))
+    sources, weights, blocks = _zoom_operator(tuple(factors), h, w, str(images.device))
     planes = x.view(n * c, h, w)
     value = planes.clone()
     with full_fp32():  # TF32 would move values far beyond the exact recomputation's reach
@@ -299,8 +420,16 @@ def zoom_blur(images: torch.Tensor, severity: int, generator: draws.Source, prot
 # gaussian_blur (extra)
 
 
+# sigma in pixels, per generator.
+GAUSSIAN_BLUR_SIGMA = {
+    "cifar10-c": (0.4, 0.6, 0.7, 0.8, 1.0),
+    "tiny-imagenet-c": (0.5, 0.75, 1.0, 1.25, 1.5),
+    "imagenet-c": (1.0, 2.0, 3.0, 4.0, 6.0),
+}
+
+
 @FUNCTIONS.register("gaussian_blur", "blur: Gaussian filter (extra)")
 def gaussian_blur(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     """scipy Gaussian filter (mode 'nearest', truncate 4) in float64, sigma in pixels."""
-    sigma = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1] * _scale(images)
+    sigma = pick(GAUSSIAN_BLUR_SIGMA, protocol, severity) * _scale(images, protocol)
     return finish(gaussian_filter_nearest(to_unit(images, torch.float64), sigma))
