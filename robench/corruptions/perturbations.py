@@ -148,20 +148,19 @@ def spatter(images: torch.Tensor, generator: draws.Source) -> torch.Tensor:
     noise = draws.randn(generator, (n, h, w), device=images.device).to(torch.float64)
     layer = gaussian_filter_2d(mean + std * noise, sigma, "nearest")
     layer = torch.where(layer < threshold, 0.0, layer)
-    x = exact_div(images.to(torch.float32), 255)
-    colour = torch.tensor(WATER, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
-    out = []
-    for _ in range(FRAMES["spatter"]):
-        l8, d = water_mask(layer)
-        m = (l8 * d).to(torch.float32)[:, None]
-        peak = m.amax(dim=(2, 3), keepdim=True)
-        m = m / peak * SPATTER_INTENSITY  # 0/0 = NaN for an empty layer, as in the generator
-        frame = x + m * colour
-        frame = torch.where(peak > 0, frame, 0.0)  # NaN there; np.uint8(NaN) is 0
-        out.append(frame.clamp_(0, 1).mul_(255).floor_().to(torch.uint8))
-        above = F.pad(layer, (0, 0, 1, 0))[:, :-1]  # row r - 1, zero above the first row
-        layer = layer * DRIP[0] + above * DRIP[1]
-    return torch.stack(out, 1)
+    t = FRAMES["spatter"]
+    layers = [layer]
+    for _ in range(t - 1):
+        above = F.pad(layers[-1], (0, 0, 1, 0))[:, :-1]  # row r - 1, zero above the first row
+        layers.append(layers[-1] * DRIP[0] + above * DRIP[1])
+    l8, d = water_mask(torch.stack(layers, 1).view(n * t, h, w))  # all frames' masks in one batch
+    m = (l8 * d).to(torch.float32).view(n, t, 1, h, w)
+    peak = m.amax(dim=(3, 4), keepdim=True)
+    m = m / peak * SPATTER_INTENSITY  # 0/0 = NaN for an empty layer, as in the generator
+    x = exact_div(images.to(torch.float32), 255)[:, None]
+    colour = torch.tensor(WATER, dtype=torch.float32, device=images.device).view(1, 1, 3, 1, 1)
+    out = torch.where(peak > 0, x + m * colour, 0.0)  # NaN there; np.uint8(NaN) is 0
+    return out.clamp_(0, 1).mul_(255).floor_().to(torch.uint8)
 
 
 # -------------------------------------------------------------------------------- brightness
