@@ -233,11 +233,12 @@ def _affine_frames(images: torch.Tensor, frames: Sequence[dict]) -> torch.Tensor
         matrix = inverse_affine(spec.get("angle", 0.0), spec.get("translate", (0.0, 0.0)), spec.get("scale", 1.0))
         if spec["bilinear"]:
             src, weights, inside = (t.to(images.device) for t in _pillow_affine(matrix, True))
-            p = flat[:, :, src.view(-1)].view(n, c, h * w, 4).to(torch.float64)
+            # the four taps as contiguous planes (strided tap slices made the arithmetic 5x slower)
+            p = flat.index_select(2, src.T.reshape(-1)).view(n, c, 4, h * w).to(torch.float64)
             dx, dy = weights[:, 0], weights[:, 1]
-            top = p[..., 0] + (p[..., 1] - p[..., 0]) * dx
-            bottom = p[..., 2] + (p[..., 3] - p[..., 2]) * dx
-            value = (top + (bottom - top) * dy).to(torch.uint8)
+            top = (p[:, :, 1] - p[:, :, 0]).mul_(dx).add_(p[:, :, 0])
+            bottom = (p[:, :, 3] - p[:, :, 2]).mul_(dx).add_(p[:, :, 2])
+            value = (bottom - top).mul_(dy).add_(top).to(torch.uint8)
         else:
             src, inside = (t.to(images.device) for t in _pillow_affine(matrix, False))
             value = flat[:, :, src]
