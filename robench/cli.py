@@ -248,21 +248,21 @@ Examples: robench data download cifar10 ; robench data download cifar10-c""")
 @user_errors
 def data_download(
     name: str = typer.Argument(..., help="cifar10 | cifar100 | cifar10.1 | mnist | fashion-mnist | cifar10-c | "
-                                         "cifar100-c."),
+                                         "cifar100-c | cifar10-p | cifar100-p."),
     data_dir: Optional[str] = DATA_DIR,
 ):
-    from robench.data import csets, load_split
+    from robench.data import csets, load_split, psets
     from robench.data.download import data_dir as current_data_dir
     from robench.data.download import set_data_dir
 
     set_data_dir(data_dir)
-    if name in csets.RELEASES:
-        folder = csets.download(name)
-        typer.echo(f"{name} ready in {folder}")
-        return
+    for releases, download in ((csets.RELEASES, csets.download), (psets.RELEASES, psets.download)):
+        if name in releases:
+            typer.echo(f"{name} ready in {download(name)}")
+            return
     if name not in ("cifar10", "cifar100", "cifar10.1", "mnist", "fashion-mnist"):
         raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, cifar10.1, mnist, "
-                           f"fashion-mnist, {', '.join(csets.RELEASES)}")
+                           f"fashion-mnist, {', '.join([*csets.RELEASES, *psets.RELEASES])}")
     for train in (False,) if name == "cifar10.1" else (True, False):  # CIFAR-10.1 is a test set only
         load_split(name, train)
     typer.echo(f"{name} ready in {current_data_dir()}")
