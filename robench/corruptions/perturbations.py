@@ -43,16 +43,13 @@ import torch.nn.functional as F
 
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, gaussian_filter_2d, to_unit
+from robench.corruptions.benchmarks import FRAMES, PERTURBATIONS  # the ten, in the official order; frame counts
 from robench.corruptions.blur import motion_blur_q16
 from robench.corruptions.digital import hsv_to_rgb, rgb_to_hsv
 from robench.corruptions.spatter import WATER, water_mask
 from robench.errors import RobenchError
 from robench.registry import Registry
 
-# The ten test perturbations, in the official evaluation's order (its mFP is their mean).
-PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter",
-                 "brightness", "translate", "rotate", "tilt", "scale")
-FRAMES = {name: 31 for name in PERTURBATIONS} | {"motion_blur": 21, "translate": 16}
 SIZE = 32  # the generator is written for CIFAR's 32 x 32 (pixel steps, blur radii)
 SEQUENCES_PER_CALL = 100  # sequences per generation call on the CPU (float64 frames stay ~25 MB)
 

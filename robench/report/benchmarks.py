@@ -10,22 +10,19 @@ CIFAR-10-P that their leaderboard columns average over. Imports no torch.
 
 from __future__ import annotations
 
+from robench.corruptions.benchmarks import CBAR, PERTURBATIONS  # noqa: F401 (CBAR: the report's import point)
+from robench.corruptions.protocol import SEVERITIES
+from robench.runfolder.files import SETTING_DEFAULTS
+
 # The value a reader gives a column an older eval CSV does not have (the contract of the eval CSV).
-DEFAULTS = {"benchmark": "c", "protocol": "cifar10-c", "storage": "none", "subset": "all"}
+DEFAULTS = SETTING_DEFAULTS
 COLUMNS = tuple(DEFAULTS)
 # The leaderboard table of the files written before these columns: its output stays what it was.
 DEFAULT_TABLE = (DEFAULTS["protocol"], DEFAULTS["subset"])
 
-# CIFAR-10-C-bar's 10 corruptions (facebookresearch/augmentation-corruption, cifar10_c_bar.csv), in
-# its order; the generator's spelling "abberation" is kept, it is the name in the released files.
-CBAR = ("blue_noise_sample", "brownish_noise", "checkerboard_cutout", "circular_motion_blur", "inverse_sparkles",
-        "lines", "pinch_and_twirl", "ripple", "sparkles", "transverse_chromatic_abberation")
-CBAR_SEVERITIES = (1, 2, 3, 4, 5)
-
-# The 10 perturbations of the official CIFAR-10-P evaluation (hendrycks/robustness
-# ImageNet-P/cifar-p-eval.py), whose means are mFP and mT5D.
-P_PERTURBATIONS = ("gaussian_noise", "shot_noise", "motion_blur", "zoom_blur", "spatter", "brightness", "translate",
-                   "rotate", "tilt", "scale")
+# The cell names of C-bar and -P (robench.corruptions.benchmarks); C-bar has -C's severities.
+CBAR_SEVERITIES = SEVERITIES
+P_PERTURBATIONS = PERTURBATIONS
 # -P columns of the eval CSV (fractions) -> the leaderboard column of their mean over P_PERTURBATIONS (in %).
 STABILITY = {"flip_prob": "mFP", "top5_dist": "mT5D"}
 # The leaderboard column of the mean C-bar error over its 10 x 5 cells.
