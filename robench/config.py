@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from robench.corruptions.protocol import SOURCES, check_protocol_name, parse_corruptions, parse_severities
+from robench.corruptions.benchmarks import parse_benchmark, parse_names
+from robench.corruptions.protocol import SOURCES, check_protocol_name, parse_severities
 from robench.errors import RobenchError
 from robench.runfolder.files import check_run_name
 
@@ -122,7 +123,11 @@ class EvalConfig:
     run: str | list = option("", "A run folder written by robench train, or a model: timm:<name>, torchvision:<name>, "
                                  "path/to/file.py:factory, a TorchScript or torch.export (.pt2) file, or a robench "
                                  "model name with --checkpoint. Several with --ensemble.")
-    corruptions: str = option("all", "all | standard | extra | none | name,name,... (see robench list corruptions).")
+    benchmark: str = option("c", "c (the -C corruptions of --protocol) | c-bar (CIFAR-10-C-bar's 10 corruptions) | "
+                                 "p (CIFAR-10-P: flip probability and top-5 distance on perturbation sequences); "
+                                 "cifar10-c-bar, cifar10-p, ... also work.")
+    corruptions: str = option("all", "all | standard | extra | none | name,name,... (see robench list corruptions); "
+                                     "for c-bar and p: all or their names.")
     severities: str = option("1-5", "1-5 | 3 | 1,5 | 2-3,5.")
     source: str = option("auto", "official (released .npy files) | generated (robench's engine) | auto "
                                  "(official when present).")
@@ -132,8 +137,8 @@ class EvalConfig:
     device: str = option("auto", "auto | cpu | cuda | cuda:N.")
     dataset: str | None = option(None, "Evaluate on this dataset instead of the run's.")
     data_dir: str | None = option(None, "Dataset cache. [default: $ROBENCH_DATA or ~/.cache/robench]")
-    c_dir: str | None = option(None, "Folder holding the official <corruption>.npy files. "
-                                     "[default: <data dir>/CIFAR-10-C]")
+    c_dir: str | None = option(None, "Folder holding the released files (<corruption>.npy; for --benchmark p "
+                                     "<perturbation>.npy). [default: <data dir>/CIFAR-10-C, CIFAR-10-P, ...]")
     limit: int | None = option(None, "Only the first N test images. [default: the run's --test-limit, if any]")
     protocol: str = option("auto", "Whose generator table makes generated corruptions: cifar10-c (32 px) | "
                                    "tiny-imagenet-c (64 px) | imagenet-c (224 px) | scaled (robench's own: cifar10-c's "
@@ -183,7 +188,7 @@ class EvalConfig:
         if self.source not in SOURCES:
             raise RobenchError(f"unknown --source '{self.source}'; choose one of: {', '.join(SOURCES)}")
         check_protocol_name(self.protocol)
-        parse_corruptions(self.corruptions), parse_severities(self.severities)
+        parse_names(parse_benchmark(self.benchmark), self.corruptions), parse_severities(self.severities)
         check_device(self.device)
         for name in (self.name, self.ensemble):  # each becomes a folder in --out-dir
             if name is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, NamedTuple
 
+from robench.corruptions.benchmarks import CBAR, PERTURBATIONS
 from robench.corruptions.protocol import CORRUPTIONS, EXTRA, SEVERITIES, STANDARD
 
 
@@ -60,10 +61,13 @@ def requested(corruptions: Iterable[str], severities: Iterable[int]) -> list[Cel
     return [CLEAN] + grid(corruptions, severities)
 
 
+# The listing order: clean, the -C corruptions, C-bar's, then -P's perturbations -C does not have.
+_ORDER = (CLEAN.corruption,) + CORRUPTIONS + CBAR + tuple(p for p in PERTURBATIONS if p not in CORRUPTIONS)
+
+
 def order(cell: Cell) -> tuple[int, int]:
-    """Sort key of the protocol's order: clean, then each corruption's severities (unknown names last)."""
-    names = (CLEAN.corruption,) + CORRUPTIONS
-    return (names.index(cell.corruption) if cell.corruption in names else len(names), cell.severity)
+    """Sort key of the listing order: clean, then each corruption's severities (unknown names last)."""
+    return (_ORDER.index(cell.corruption) if cell.corruption in _ORDER else len(_ORDER), cell.severity)
 
 
 def done(rows: Iterable[Mapping], frost: str | None) -> set[Cell]:

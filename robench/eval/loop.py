@@ -21,20 +21,26 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from robench.config import EvalConfig, eval_batch_size
-from robench.corruptions.protocol import CHUNK, parse_corruptions, parse_severities
-from robench.data import Split, load_split
+from robench.corruptions.benchmarks import PROTOCOL_OF, parse_benchmark, parse_names
+from robench.corruptions.perturbations import generated_sequences
+from robench.corruptions.protocol import CHUNK, parse_severities
+from robench.data import Split, load_split, psets
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import Cell, requested
 from robench.eval.metrics import CellMetrics, compute
+from robench.eval.perturbation import measure_perturbation
 from robench.eval.sources import CellImages, frost_source, open_official, resolve_protocol, resolve_source
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
-from robench.runfolder.files import (CALIBRATION_FIELDS, RUN_JSON, atomic_write_bytes, eval_csv_path, predictions_path,
-                                     read_eval_csv)
+from robench.runfolder.files import (CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, RUN_JSON, STABILITY_FIELDS,
+                                     atomic_write_bytes, eval_csv_path, predictions_path, read_eval_csv)
 from robench.runtime import distributed
 from robench.runtime.device import device_name, full_fp32
+
+# Released -P sequences read per call (31 frames of 32 px each: ~10 MB of uint8 per 100).
+P_SEQUENCES_PER_CALL = 100
 
 # ----------------------------------------------------------------------------- the per-cell loop
 
@@ -165,6 +171,8 @@ class Plan:
 
     @property
     def cells(self) -> list[Cell]:
+        if self.setting.benchmark == "p":  # a perturbation is one cell; -P has no clean cell or severities
+            return [Cell(name, 0) for name in self.names]
         return requested(self.names, self.severities)
 
     def store(self) -> CellStore:
@@ -172,20 +180,31 @@ class Plan:
         its checkpoint; an external subject's only once built (`Subject.build` records how)."""
         return CellStore(eval_csv_path(self.subject.run_dir, self.subject.dataset, self.source, self.tag),
                          dict(self.setting.columns, n=len(self.test),
-                              checkpoint_sha256=subjects.model_fingerprint(self.subject)))
+                              checkpoint_sha256=subjects.model_fingerprint(self.subject)),
+                         P_FIELDS if self.setting.benchmark == "p" else EVAL_FIELDS)
 
 
 def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     """Resolve a validated EvalConfig into a Plan. `robench sweep` asks the same plan's store which
     cells are done, so a sweep and an evaluation never disagree about it."""
     subject = subjects.resolve(cfg)
-    names, severities = parse_corruptions(cfg.corruptions), parse_severities(cfg.severities)
-    source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir)
-    frost = frost_source(cfg.frost, names, source, echo)
+    benchmark = parse_benchmark(cfg.benchmark)
+    names, severities = parse_names(benchmark, cfg.corruptions), parse_severities(cfg.severities)
+    source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir, benchmark)
+    frost = frost_source(cfg.frost, names, source, echo) if benchmark == "c" else None
     test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options)
-    protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, tuple(test.images.shape[-2:]), source,
-                                              subject.dataset, echo)
-    setting = Setting(subject.dataset, source, cfg.seed, "c", protocol, storage, subset_name(None))
+    size = tuple(test.images.shape[-2:])
+    if benchmark == "c":
+        protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, size, source, subject.dataset, echo)
+    else:  # C-bar and -P: one generator each, written for CIFAR's 32 px
+        if size != (32, 32):
+            raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {subject.dataset} has "
+                               f"{size[0]}x{size[1]}")
+        if cfg.protocol not in ("auto", PROTOCOL_OF[benchmark]):
+            raise RobenchError(f"--protocol {cfg.protocol} is for -C corruptions; --benchmark {benchmark} has its own "
+                               f"generator (leave --protocol out)")
+        protocol, storage, tag = PROTOCOL_OF[benchmark], "none", benchmark
+    setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, subset_name(None))
     return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
 
 
@@ -227,6 +246,8 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     todo = _shared(lambda: store.begin(cells, p.frost, cfg.force, record))  # rank 0 decides, before any work
     if distributed.is_main():
         subject.write_run_json(model, dataset, test.num_classes, device_name(device))
+    if p.setting.benchmark == "p":
+        return _evaluate_p(p, model, store, todo, device, batch_size, started, echo)
     share = _chunk_share(n)
     images = test.images[share]
     if source == "generated":
@@ -259,6 +280,50 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     echo(f"clean error {clean_error:.2f}%  ({len(todo)} cells computed, {n * len(todo) / seconds:,.0f} img/s, "
          f"{seconds:.1f}s) -> {out}")
     return out
+
+
+def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torch.device, batch_size: int,
+                started: float, echo) -> Path:
+    """The -P cells: each perturbation's sequences (released, or generated from the test images with
+    per-sequence seeds) through the model, their stability combined over the ranks (each rank takes
+    a contiguous share of whole chunks of sequences)."""
+    n = len(p.test)
+    official = psets.OfficialPSet(p.folder) if p.source == "official" else None
+    if official is not None:
+        n = min(n, official.check(p.names))
+    share = _chunk_share(n)
+    images = p.test.images[share].to(device) if official is None else None
+    forward = Forward(model, batch_size, device, echo)
+    echo(f"evaluating {' + '.join(p.subject.specs)} on {p.subject.dataset}-P ({n} sequences x {len(p.names)} "
+         f"perturbations, {p.source}) on {device_name(device)}"
+         + (f"; {len(p.cells) - len(todo)} perturbations already done are skipped" if len(todo) < len(p.cells) else ""))
+    frames = 0
+    with progress_bar("eval -P", total=n * len(todo) if distributed.is_main() else None) as bar:
+        for cell in todo:
+            bar.describe(cell.corruption)
+            if official is not None:
+                sequences = official.sequences(cell.corruption, P_SEQUENCES_PER_CALL, share.start, share.stop)
+            else:
+                sequences = generated_sequences(images, cell.corruption, p.cfg.seed, offset=share.start)
+            state = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, cell.corruption,
+                                         frames_per_call=batch_size)
+            if distributed.world_size() > 1:
+                for other in distributed.all_gather_objects(state)[1:] if distributed.is_main() else []:
+                    state.merge(other)
+            bar.advance(n)
+            if distributed.is_main():
+                result = state.result()
+                frames += result["n"] * result["frames"]
+                store.commit(dict(corruption=cell.corruption, severity=0, n=result["n"], frames=result["frames"],
+                                  **{k: f"{result[k]:.6f}" for k in STABILITY_FIELDS}, **p.setting.columns))
+    seconds = time.time() - started
+    if distributed.is_main():
+        store.finish(seconds=round(seconds, 2), images_per_s=round(frames / seconds, 1))
+        rows = read_eval_csv(store.path)
+        done = [float(r["flip_prob"]) for r in rows]
+        echo(f"mean flip probability {100 * sum(done) / max(1, len(done)):.2f}% over {len(done)} perturbations "
+             f"({len(todo)} computed, {frames / seconds:,.0f} frames/s, {seconds:.1f}s) -> {store.path}")
+    return store.path
 
 
 def save_predictions(csv_path: Path, predictions: dict, labels: torch.Tensor, seed: int) -> None:

@@ -61,6 +61,14 @@ def evaluate_perturbation(forward: Callable[[torch.Tensor], torch.Tensor],
     probability, top-5 distance and Zipf distance (the official script prints the first and their
     mean over the ten perturbations, mFP). `frames_per_call` cuts each chunk's frames into
     forward passes of at most that many images (default: the whole chunk at once)."""
+    return measure_perturbation(forward, sequences, perturbation, difficulty, frames_per_call).result()
+
+
+@torch.no_grad()
+def measure_perturbation(forward: Callable[[torch.Tensor], torch.Tensor],
+                         sequences: Iterable[tuple[int, torch.Tensor]], perturbation: str,
+                         difficulty: int = 1, frames_per_call: int | None = None) -> StabilityState:
+    """The sums behind `evaluate_perturbation`'s row, mergeable with other shards' (`merge`)."""
     state = StabilityState(perturbation, difficulty)
     for _, chunk in sequences:
         b, t = chunk.shape[:2]
@@ -68,4 +76,4 @@ def evaluate_perturbation(forward: Callable[[torch.Tensor], torch.Tensor],
         step = frames_per_call or frames.shape[0]
         logits = torch.cat([forward(frames[i:i + step]) for i in range(0, frames.shape[0], step)])
         state.update(logits.reshape(b, t, -1))
-    return state.result()
+    return state

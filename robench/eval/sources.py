@@ -13,21 +13,24 @@ import torch
 
 from robench.corruptions.protocol import PROTOCOLS, check_protocol, default_protocol
 from robench.corruptions.registry import generated_batches
-from robench.data import csets
+from robench.data import csets, psets
+from robench.data.download import data_dir
 from robench.errors import RobenchError
 from robench.eval.cell import Cell
 
 
-def resolve_source(source: str, dataset: str, c_dir: str | None) -> tuple[str, Path | None]:
+def resolve_source(source: str, dataset: str, c_dir: str | None, benchmark: str = "c") -> tuple[str, Path | None]:
     """(official | generated, the released files' folder or None) for a --source choice (one of
-    SOURCES, which EvalConfig.validate checks)."""
-    folder = csets.find(dataset, c_dir)
-    release = csets.release_for(dataset)
+    SOURCES, which EvalConfig.validate checks) in a benchmark (C-bar has no release: generated)."""
+    sets = psets if benchmark == "p" else csets
+    folder = sets.find(dataset, c_dir) if benchmark != "c-bar" else None
+    release = sets.release_for(dataset) if benchmark != "c-bar" else None
     if source == "official":
         if release is None:
-            raise RobenchError(f"{dataset} has no official corruption release; use --source generated")
+            what = {"c": "corruption", "c-bar": "C-bar", "p": "perturbation"}[benchmark]
+            raise RobenchError(f"{dataset} has no official {what} release; use --source generated")
         if folder is None:
-            raise RobenchError(f"official {release.name} files not found (looked in {c_dir or csets.data_dir() / release.folder}); "
+            raise RobenchError(f"official {release.name} files not found (looked in {c_dir or data_dir() / release.folder}); "
                                f"run `robench data download {release.name}`, pass --c-dir, or use --source generated")
         return "official", folder
     if source == "auto" and folder is not None:

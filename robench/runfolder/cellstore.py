@@ -60,9 +60,9 @@ def locked(csv_path: Path):
 class CellStore:
     """The finished cells of one identity in one eval CSV (see the module's docstring)."""
 
-    def __init__(self, csv_path: Path, identity: dict):
+    def __init__(self, csv_path: Path, identity: dict, fields: list[str] = EVAL_FIELDS):
         assert set(identity) == set(IDENTITY), identity
-        self.path, self.identity = Path(csv_path), identity
+        self.path, self.identity, self.fields = Path(csv_path), identity, fields
         self.json_path = eval_json_path(self.path)
         self.entry_id = uuid.uuid4().hex[:12]
 
@@ -88,7 +88,7 @@ class CellStore:
         """The .json first: the CSV's rows are never newer than the identity that describes them."""
         write_json(self.json_path, {**meta, **self.identity})
         if rows is not None:
-            atomic_write_csv(self.path, EVAL_FIELDS, sort_cells(rows))
+            atomic_write_csv(self.path, self.fields, sort_cells(rows))
 
     def begin(self, cells: list[Cell], frost: str | None, force: bool, record: dict) -> list[Cell]:
         """Record this evaluation in the .json and return the cells of `cells` still to compute (all

@@ -47,6 +47,12 @@ EVAL_FIELDS = ["corruption", "severity", "n", "correct", "error", "dataset", "so
                *CALIBRATION_FIELDS, *SETTING_FIELDS]
 # The columns a reader needs (later columns may be missing from files written by earlier versions).
 EVAL_REQUIRED = EVAL_FIELDS[:8]
+# A -P evaluation's rows (eval/<dataset>-p-<source>.csv): one per perturbation (severity 0), its
+# sequences' mean flip probability, top-5 distance and Zipf-weighted rank distance (fractions,
+# docs/perturbations.md) and frames per sequence, instead of an error.
+STABILITY_FIELDS = ["flip_prob", "top5_dist", "zipf_dist"]
+P_FIELDS = ["corruption", "severity", "n", "dataset", "source", "seed", *SETTING_FIELDS, *STABILITY_FIELDS, "frames"]
+P_REQUIRED = ["corruption", "severity", "n", "seed", *STABILITY_FIELDS]
 # What a missing setting column meant in files written before it existed.
 SETTING_DEFAULTS = {"benchmark": "c", "protocol": "cifar10-c", "storage": "none", "subset": "all"}
 
@@ -201,7 +207,8 @@ def read_eval_csv(path: Path) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            missing = [c for c in EVAL_REQUIRED if c not in (reader.fieldnames or [])]
+            stability = STABILITY_FIELDS[0] in (reader.fieldnames or [])  # a -P file
+            missing = [c for c in (P_REQUIRED if stability else EVAL_REQUIRED) if c not in (reader.fieldnames or [])]
             if missing:
                 raise RobenchError(f"{path} is not a robench eval CSV (no column {', '.join(missing)}); {fix}")
             rows = list(reader)
@@ -210,10 +217,12 @@ def read_eval_csv(path: Path) -> list[dict]:
     for line, row in enumerate(rows, start=2):
         if None in row or None in row.values():
             raise RobenchError(f"{path} line {line} does not have the header's {len(reader.fieldnames)} fields; {fix}")
+        numbers = P_REQUIRED[1:] if stability else ["severity", "n", "correct", "error", "seed"]
         try:
-            int(row["severity"]), int(row["n"]), int(row["correct"]), int(row["seed"]), float(row["error"])
+            [float(row[column]) for column in numbers]
+            int(row["severity"]), int(row["n"]), int(row["seed"])
         except ValueError:
-            raise RobenchError(f"{path} line {line} holds a non-number in severity, n, correct, error or seed; {fix}") from None
+            raise RobenchError(f"{path} line {line} holds a non-number in {', '.join(numbers)}; {fix}") from None
     return rows
 
 
