@@ -246,7 +246,8 @@ Examples: robench data download cifar10 ; robench data download cifar10-c""")
 @user_errors
 def data_download(
     name: str = typer.Argument(..., help="cifar10 | cifar100 | cifar10.1 | mnist | fashion-mnist | cifar10-c | "
-                                         "cifar100-c."),
+                                         "cifar100-c | imagenet-c[:noise,blur,weather,digital,extra] | "
+                                         "tiny-imagenet-c."),
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.data import csets, load_split
@@ -254,13 +255,20 @@ def data_download(
     from robench.data.download import set_data_dir
 
     set_data_dir(data_dir)
+    from robench.data import jpeg_csets
+
     if name in csets.RELEASES:
         folder = csets.download(name)
         typer.echo(f"{name} ready in {folder}")
         return
+    release, _, parts = name.partition(":")  # imagenet-c:noise,blur fetches some of its five tars
+    if release in jpeg_csets.RELEASES:
+        folder = jpeg_csets.download(release, parts.split(",") if parts else None)
+        typer.echo(f"{name} ready in {folder}")
+        return
     if name not in ("cifar10", "cifar100", "cifar10.1", "mnist", "fashion-mnist"):
         raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, cifar10.1, mnist, "
-                           f"fashion-mnist, {', '.join(csets.RELEASES)}")
+                           f"fashion-mnist, {', '.join([*csets.RELEASES, *jpeg_csets.RELEASES])}")
     for train in (False,) if name == "cifar10.1" else (True, False):  # CIFAR-10.1 is a test set only
         load_split(name, train)
     typer.echo(f"{name} ready in {current_data_dir()}")

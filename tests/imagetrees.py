@@ -14,7 +14,7 @@ from PIL import Image
 
 
 def wnids(k: int) -> list[str]:
-    return [f"n{(7919 * (i + 3)) % 100_000_000:08d}" for i in range(k)]
+    return [f"n{(7919 * (i + 3)) % 100_000_000:08d}" for i in range(k)][::-1]
 
 
 def picture(seed: int, width: int, height: int) -> Image.Image:

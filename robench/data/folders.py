@@ -237,7 +237,7 @@ def tiny_imagenet(path=None, **options) -> StreamedSplit:
     if present:
         raise RobenchError(f"{len(present)} images in {images} have no line in {annotations.name} (first: "
                            f"{sorted(present)[0]}); the label file does not match the images")
-    options.setdefault("preprocess", "none")
+    options["preprocess"] = options.get("preprocess") or "none"
     return _split(files, ids, labels, classes, str(root / "val"), **options)
 
 

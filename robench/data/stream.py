@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -30,6 +31,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+
+# torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a robench dependency);
+# they are still the decoders this module is measured with (docs/data.md).
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 from robench.corruptions.protocol import CHUNK
 from robench.errors import RobenchError
@@ -132,7 +138,7 @@ class StreamedSplit:
         cached = self._cache_path(start, stop)
         if cached is not None and cached.exists():
             try:
-                return torch.from_numpy(np.ascontiguousarray(np.load(cached, mmap_mode="r")))
+                return torch.from_numpy(np.array(np.load(cached, mmap_mode="r")))  # the chunk read from the map
             except (ValueError, OSError, EOFError):
                 cached.unlink(missing_ok=True)  # a damaged cache file is decoded again
         images = decode_files(self.files[start:stop], self.preprocess, self.decode, self.workers, self.device,

@@ -27,7 +27,7 @@ from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import Cell, requested
 from robench.eval.metrics import CellMetrics, compute
-from robench.eval.sources import CellImages, frost_source, open_official, resolve_source
+from robench.eval.sources import CellImages, cell_images, first_images, frost_source, open_official, resolve_source
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
 from robench.runfolder.files import (CALIBRATION_FIELDS, RUN_JSON, atomic_write_bytes, eval_csv_path, predictions_path,
@@ -182,11 +182,11 @@ def evaluate_run(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
 def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -> Path:
     p = plan(cfg, echo)
     subject, test, dataset, source, names, cells = p.subject, p.test, p.subject.dataset, p.source, p.names, p.cells
-    model = subject.build(test.num_classes, test.images[:2], device)
+    model = subject.build(test.num_classes, first_images(test, 2), device)
     store = p.store()
     n = len(test)
     batch_size = eval_batch_size(cfg.batch_size, device)
-    official = open_official(p.folder, test, dataset, names) if source == "official" else None
+    official = open_official(p.folder, test, dataset, names, p.severities) if source == "official" else None
     if subject.trained and not (subject.run_dir / RUN_JSON).exists():
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
@@ -198,12 +198,9 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     todo = _shared(lambda: store.begin(cells, p.frost, cfg.force, record))  # rank 0 decides, before any work
     if distributed.is_main():
         subject.write_run_json(model, dataset, test.num_classes, device_name(device))
-    share = _chunk_share(n)
-    images = test.images[share]
-    if source == "generated":
-        images = images.to(device)  # generated corruptions run on the device
-    cell_images = CellImages(images, test.labels[share], official, cfg.seed, batch_size, p.frost,
-                             offset=share.start, n=n)
+    # Generated corruptions run on the device (a streamed test set moves there chunk by chunk).
+    images = cell_images(test, _chunk_share(n), official, cfg.seed, batch_size, p.frost,
+                         device if source == "generated" else None)
     forward = Forward(model, batch_size, device, echo)
     skipped = len(cells) - len(todo)
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
@@ -212,7 +209,7 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
          + (f"; {skipped} cells already done are skipped (--force recomputes them)" if skipped else ""))
     predictions = {}
     with progress_bar("eval", total=n * len(todo) if distributed.is_main() else None) as bar:
-        for cell, state in measure(forward, todo, cell_images, cfg.save_predictions, bar):
+        for cell, state in measure(forward, todo, images, cfg.save_predictions, bar):
             if distributed.is_main():
                 store.commit(cell_row(cell, compute(state), dataset, source, cfg.seed, p.frost))
                 if cfg.save_predictions:
