@@ -114,7 +114,8 @@ class CellImages:
         if cell.is_clean or self.official is not None:
             for start, images in self._chunks(cell):
                 for at in range(0, images.shape[0], self.batch_size):
-                    yield images[at:at + self.batch_size], self.labels[start + at:start + at + self.batch_size]
+                    batch = images[at:at + self.batch_size]
+                    yield batch, self.labels[start + at:start + at + batch.shape[0]]
             return
         for start, images in self._chunks(cell):
             if self.device is not None:
