@@ -248,7 +248,8 @@ Examples: robench data download cifar10 ; robench data download cifar10-c""")
 @user_errors
 def data_download(
     name: str = typer.Argument(..., help="cifar10 | cifar100 | cifar10.1 | mnist | fashion-mnist | cifar10-c | "
-                                         "cifar100-c | cifar10-p | cifar100-p."),
+                                         "cifar100-c | imagenet-c[:noise,blur,weather,digital,extra] | "
+                                         "tiny-imagenet-c | cifar10-p | cifar100-p."),
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.data import csets, load_split, psets
@@ -256,13 +257,20 @@ def data_download(
     from robench.data.download import set_data_dir
 
     set_data_dir(data_dir)
+    from robench.data import jpeg_csets
+
     for releases, download in ((csets.RELEASES, csets.download), (psets.RELEASES, psets.download)):
         if name in releases:
             typer.echo(f"{name} ready in {download(name)}")
             return
+    release, _, parts = name.partition(":")  # imagenet-c:noise,blur fetches some of its five tars
+    if release in jpeg_csets.RELEASES:
+        folder = jpeg_csets.download(release, parts.split(",") if parts else None)
+        typer.echo(f"{name} ready in {folder}")
+        return
     if name not in ("cifar10", "cifar100", "cifar10.1", "mnist", "fashion-mnist"):
         raise RobenchError(f"unknown download '{name}'; choose one of: cifar10, cifar100, cifar10.1, mnist, "
-                           f"fashion-mnist, {', '.join([*csets.RELEASES, *psets.RELEASES])}")
+                           f"fashion-mnist, {', '.join([*csets.RELEASES, *jpeg_csets.RELEASES, *psets.RELEASES])}")
     for train in (False,) if name == "cifar10.1" else (True, False):  # CIFAR-10.1 is a test set only
         load_split(name, train)
     typer.echo(f"{name} ready in {current_data_dir()}")
@@ -294,7 +302,8 @@ def data_generate(
     from robench.corruptions.protocol import SEVERITIES, check_protocol_name, parse_corruptions
     from robench.data import csets, load_split
     from robench.data.download import set_data_dir
-    from robench.eval.sources import resolve_protocol
+    from robench.data.stream import StreamedSplit
+    from robench.eval.sources import first_images, resolve_protocol
     from robench.progress import progress_bar
     from robench.runtime.device import resolve_device
 
@@ -307,24 +316,26 @@ def data_generate(
     names = parse_corruptions(corruptions)
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)
-    images, labels = test.images, test.labels
-    protocol_, step, _ = resolve_protocol(protocol, storage, tuple(images.shape[-2:]), "generated", dataset, typer.echo)
+    n, labels = len(test), test.labels
+    streamed = isinstance(test, StreamedSplit)  # image folders: decoded a chunk at a time
+    protocol_, step, _ = resolve_protocol(protocol, storage, tuple(first_images(test, 1).shape[-2:]), "generated",
+                                          dataset, typer.echo)
     textures = resolve_frost(frost) if "frost" in names else frost
-    with progress_bar("generate", total=len(names) * len(SEVERITIES) * len(images)) as bar:
-        on_cell = lambda name, severity: (bar.describe(f"{name} s{severity}"), bar.advance(len(images)))  # noqa: E731
+    with progress_bar("generate", total=len(names) * len(SEVERITIES) * n) as bar:
+        on_cell = lambda name, severity: (bar.describe(f"{name} s{severity}"), bar.advance(n))  # noqa: E731
         if step == "jpeg85":
             from robench.data.jpeg_tree import write_jpeg_tree
 
-            files = getattr(test, "files", None) or [f"{test.classes[int(y)] if getattr(test, 'classes', None) else int(y)}"
-                                                      f"/{i:08d}.JPEG" for i, y in enumerate(labels)]
-            write_jpeg_tree(lambda a, b: images[a:b], files, out, names, seed, protocol_, device_, frost=textures,
-                            on_cell=on_cell)
+            files = test.ids if streamed else [f"{int(y)}/{i:08d}.JPEG" for i, y in enumerate(labels)]
+            chunk = test.read if streamed else (lambda a, b: test.images[a:b])
+            write_jpeg_tree(chunk, files, out, names, seed, protocol_, device_, frost=textures, on_cell=on_cell)
         else:
+            images = test.read(0, n) if streamed else test.images
             csets.write_generated(images.to(device_), labels, out, names, seed, frost=textures, protocol=protocol_,
                                   storage=storage, on_cell=on_cell)
     used = f" (frost: {textures} textures)" if "frost" in names else ""
     layout = "JPEG files (the released layout)" if step == "jpeg85" else ".npy files"
-    typer.echo(f"wrote {len(names)} corruptions x {len(SEVERITIES)} severities x {len(images)} images of {dataset} "
+    typer.echo(f"wrote {len(names)} corruptions x {len(SEVERITIES)} severities x {n} images of {dataset} "
                f"as {layout}, protocol {protocol_}, to {out}{used}")
 
 
@@ -351,11 +362,11 @@ def data_preview(
         raise RobenchError(f"--images must be at least 1, got {images}")
     if out.suffix.lower() != ".png":
         raise RobenchError(f"--out must end in .png, got {out.name}")
-    from robench.eval.sources import resolve_protocol
+    from robench.eval.sources import first_images, resolve_protocol
 
-    test = load_split(dataset, False, limit=images)
-    protocol_, _, _ = resolve_protocol(protocol, True, tuple(test.images.shape[-2:]), "generated", dataset, typer.echo)
-    save_png(preview_grid(test.images, parse_corruptions(corruptions), SEVERITIES, seed=seed, protocol=protocol_), out)
+    test = first_images(load_split(dataset, False, limit=images), images)
+    protocol_, _, _ = resolve_protocol(protocol, True, tuple(test.shape[-2:]), "generated", dataset, typer.echo)
+    save_png(preview_grid(test, parse_corruptions(corruptions), SEVERITIES, seed=seed, protocol=protocol_), out)
     typer.echo(f"wrote {out}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -43,8 +42,11 @@ def md5sum(path: Path, algorithm: str = "md5") -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, md5: str, what: str) -> None:
-    """`md5` is an md5 hex digest, or "sha256:<hex>" where the source publishes a SHA-256."""
+def verify(path: Path, md5: str | None, what: str) -> None:
+    """`md5` is an md5 hex digest, or "sha256:<hex>" where the source publishes a SHA-256; None where
+    no checksum could be confirmed (docs/data.md lists which): then only the size is checked."""
+    if md5 is None:
+        return
     algorithm, expected = md5.split(":", 1) if ":" in md5 else ("md5", md5)
     actual = md5sum(path, algorithm)
     if actual != expected:
@@ -54,7 +56,7 @@ def verify(path: Path, md5: str, what: str) -> None:
         )
 
 
-def fetch(url: str, dest: Path, md5: str, what: str, size: int | None = None, timeout: float = 30.0) -> Path:
+def fetch(url: str, dest: Path, md5: str | None, what: str, size: int | None = None, timeout: float = 30.0) -> Path:
     """Return dest, downloading url into it first if it is missing.
 
     A partial download is kept as `<dest>.part` and resumed with an HTTP Range request next time.
@@ -104,8 +106,10 @@ def _copy_with_progress(response, part: Path, mode: str, done: int, total: int, 
             bar.advance(len(block))
 
 
-def extract_tar(archive: Path, into: Path, expect: str, md5: str) -> Path:
-    """Extract a tar archive into `into`; `expect` is the top folder it must create.
+def extract_tar(archive: Path, into: Path, expect: str | tuple[str, ...], md5: str | None) -> Path:
+    """Extract a tar archive into `into`; `expect` is the top folder it must create (or several,
+    for an archive that holds several: ImageNet-C's hold one folder per corruption). Returns
+    `into / expect` (for several: `into`).
 
     The archive is md5-verified first (a file placed by hand or left by an earlier download is
     checked too), and every member must be a plain file or folder whose path stays inside `into`:
@@ -113,11 +117,12 @@ def extract_tar(archive: Path, into: Path, expect: str, md5: str) -> Path:
     filter is applied as well). Extraction goes to a temporary sibling folder that is renamed at
     the end, so an interrupted extraction never leaves a half-filled `expect` folder behind.
     """
-    target = into / expect
-    if target.exists():
-        return target
+    folders = (expect,) if isinstance(expect, str) else tuple(expect)
+    result = into / expect if isinstance(expect, str) else into
+    if all((into / f).exists() for f in folders):
+        return result
     verify(archive, md5, archive.name)
-    tmp = into / f".{expect}.extracting"
+    tmp = into / f".{archive.name}.extracting"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -133,12 +138,15 @@ def extract_tar(archive: Path, into: Path, expect: str, md5: str) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if not (tmp / expect).is_dir():
+    missing = [f for f in folders if not (tmp / f).is_dir()]
+    if missing:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RobenchError(f"{archive} does not contain the folder {expect}/; delete it and download again")
-    os.replace(tmp / expect, target)
+        raise RobenchError(f"{archive} does not contain the folder {missing[0]}/; delete it and download again")
+    for folder in folders:
+        if not (into / folder).exists():
+            os.replace(tmp / folder, into / folder)
     shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return result
 
 
 def _check_members(tar: tarfile.TarFile, archive: Path) -> None:

@@ -1,7 +1,9 @@
 """Dataset registry: name -> loader of a split as uint8 (N, 3, H, W) images and int64 labels.
 
-Each loader returns the whole split in memory (CIFAR-sized data is small); the trainer moves it to
-the device once. A loader is `load(name, train, **options) -> Split`; its module is imported only
+CIFAR-sized loaders return the whole split in memory (a `Split`); the trainer moves it to the device
+once. Image-file datasets (`imagenet`, `tiny-imagenet`, `folder:<path>`) return a
+`robench.data.stream.StreamedSplit` instead: the same labels, classes and length, its images
+decoded chunk by chunk when read (the eval loop reads both through robench.eval.sources). A loader is `load(name, train, **options) -> Split`; its module is imported only
 when the dataset is used. `hf:<repo-id>` names are one family, served by the Hugging Face loader.
 """
 
@@ -52,16 +54,26 @@ DATASETS.add("shapes10", _loader("shapes"),
 DATASETS.add("fashion-mnist", _loader("idx"),
              "Fashion-MNIST (60k/10k, 28x28 grey -> 32x32 RGB); Debian package dataset-fashion-mnist")
 DATASETS.add("mnist", _loader("idx"), "MNIST (60k/10k, 28x28 grey -> 32x32 RGB)")
+DATASETS.add("imagenet", _loader("folders"), "ImageNet validation set (50k JPEGs, streamed; val/<wnid>/ or flat with "
+             "labels), Resize(256)+CenterCrop(224); --subset robustbench-5k; eval only")
+DATASETS.add("tiny-imagenet", _loader("folders"), "Tiny-ImageNet validation set (10k JPEGs, 64 px, 200 classes, "
+             "streamed; tiny-imagenet-200/); eval only")
+DATASETS.add("folder:<path>", _loader("folders"), "any class-per-folder image tree (ImageFolder's class order), "
+             "streamed, Resize(256)+CenterCrop(224) by default; eval only")
 DATASETS.add("hf:<repo-id>", _loader("hf"), "any Hugging Face image dataset (pip install 'robench[hf]'); "
              "--image-column, --label-column, --image-size")
 
 
-def load_split(name: str, train: bool, limit: int | None = None, **options) -> Split:
-    """The train (train=True) or test split of a registered dataset; with `limit`, only its first
-    `limit` images (the one place a limit is applied; loaders may use it to make less)."""
+def load_split(name: str, train: bool, limit: int | None = None, **options):
+    """The train (train=True) or test split of a registered dataset (a Split, or a StreamedSplit for
+    image files); with `limit`, only its first `limit` images (the one place a limit is applied;
+    loaders may use it to make less)."""
     if limit is not None and limit < 1:
         raise RobenchError(f"a limit of images must be at least 1, got {limit}")
     split = DATASETS.get(name).factory(name, train, limit=limit, **options)
     if limit is not None and len(split) > limit:
-        split.images, split.labels = split.images[:limit], split.labels[:limit]
+        if isinstance(split, Split):
+            split.images, split.labels = split.images[:limit], split.labels[:limit]
+        else:
+            split = split.take(limit)
     return split

@@ -25,7 +25,8 @@ from robench.eval import subjects
 from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
 from robench.eval.loop import Forward, Setting, cell_row, measure, subset_name
 from robench.eval.metrics import compute
-from robench.eval.sources import CellImages, frost_source, open_official, resolve_protocol, resolve_source
+from robench.eval.sources import (cell_images, first_images, frost_source, open_official, resolve_protocol,
+                                  resolve_source)
 from robench.models import external
 from robench.progress import progress_bar
 from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS
@@ -63,20 +64,19 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     source_, folder = resolve_source(source, dataset, c_dir)
     frost_ = frost_source(frost, names, source_, lambda _: None)
     test = load_split(dataset, False, limit=limit)
-    protocol_, storage_, _ = resolve_protocol(protocol, storage, tuple(test.images.shape[-2:]), source_, dataset,
+    protocol_, storage_, _ = resolve_protocol(protocol, storage, tuple(first_images(test, 1).shape[-2:]), source_, dataset,
                                               lambda _: None)
     setting = Setting(dataset, source_, seed, "c", protocol_, storage_, subset_name(None))
     net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
 
-    official = open_official(folder, test, dataset, names) if source_ == "official" else None
-    images = test.images.to(device) if source_ == "generated" else test.images
+    official = open_official(folder, test, dataset, names, parse_severities(severities)) if source_ == "official" else None
     batch_size = eval_batch_size(batch_size, device)
-    cell_images = CellImages(images, test.labels, official, seed, batch_size, frost_, protocol=protocol_,
-                             storage=storage_ != "none")
+    images = cell_images(test, slice(0, len(test)), official, seed, batch_size, frost_,
+                         device if source_ == "generated" else None, protocol=protocol_, storage=storage_ != "none")
     forward = Forward(net, batch_size, device, echo=lambda _: None)
     with progress_bar("eval", total=len(test) * len(cells)) as bar:
         rows = [cell_row(cell, compute(state), setting, frost_)
-                for cell, state in measure(forward, cells, cell_images, bar=bar)]
+                for cell, state in measure(forward, cells, images, bar=bar)]
     frame = pd.DataFrame(rows, columns=EVAL_FIELDS)
     for column in ["error", *CALIBRATION_FIELDS]:
         frame[column] = frame[column].astype(float)
@@ -99,7 +99,7 @@ def _build(model, test, device: torch.device, options: subjects.ModelOptions) ->
             raise RobenchError(f"model must be an nn.Module, a model name or path, or a list of them; "
                                f"got {type(member).__name__}")
         net = net.to(device)
-        subjects.check_classes(net, test.images[:2].to(device), test.num_classes, label)
+        subjects.check_classes(net, first_images(test, 2).to(device), test.num_classes, label)
         built.append(net)
     return built[0] if len(built) == 1 else external.Ensemble(built)
 

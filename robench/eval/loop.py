@@ -31,7 +31,8 @@ from robench.eval import subjects
 from robench.eval.cell import Cell, requested
 from robench.eval.metrics import CellMetrics, compute
 from robench.eval.perturbation import measure_perturbation
-from robench.eval.sources import CellImages, frost_source, open_official, resolve_protocol, resolve_source
+from robench.eval.sources import (CellImages, cell_images, first_images, frost_source, open_official, resolve_protocol,
+                                  resolve_source)
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
 from robench.runfolder.files import (CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, RUN_JSON, STABILITY_FIELDS,
@@ -193,7 +194,7 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir, benchmark)
     frost = frost_source(cfg.frost, names, source, echo) if benchmark == "c" else None
     test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options)
-    size = tuple(test.images.shape[-2:])
+    size = tuple(first_images(test, 1).shape[-2:])
     if benchmark == "c":
         protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, size, source, subject.dataset, echo)
     else:  # C-bar and -P: one generator each, written for CIFAR's 32 px
@@ -230,11 +231,11 @@ def evaluate_run(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Path:
 def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -> Path:
     p = plan(cfg, echo)
     subject, test, dataset, source, names, cells = p.subject, p.test, p.subject.dataset, p.source, p.names, p.cells
-    model = subject.build(test.num_classes, test.images[:2], device)
+    model = subject.build(test.num_classes, first_images(test, 2), device)
     store = p.store()
     n = len(test)
     batch_size = eval_batch_size(cfg.batch_size, device)
-    official = open_official(p.folder, test, dataset, names) if source == "official" else None
+    official = open_official(p.folder, test, dataset, names, p.severities) if source == "official" else None
     if subject.trained and not (subject.run_dir / RUN_JSON).exists():
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
@@ -248,12 +249,10 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
         subject.write_run_json(model, dataset, test.num_classes, device_name(device))
     if p.setting.benchmark == "p":
         return _evaluate_p(p, model, store, todo, device, batch_size, started, echo)
-    share = _chunk_share(n)
-    images = test.images[share]
-    if source == "generated":
-        images = images.to(device)  # generated corruptions run on the device
-    cell_images = CellImages(images, test.labels[share], official, cfg.seed, batch_size, p.frost,
-                             offset=share.start, n=n, protocol=p.setting.protocol, storage=p.setting.storage != "none")
+    # Generated corruptions run on the device (a streamed test set moves there chunk by chunk).
+    images = cell_images(test, _chunk_share(n), official, cfg.seed, batch_size, p.frost,
+                         device if source == "generated" else None, protocol=p.setting.protocol,
+                         storage=p.setting.storage != "none")
     forward = Forward(model, batch_size, device, echo)
     skipped = len(cells) - len(todo)
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "
@@ -263,7 +262,7 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
          + (f"; {skipped} cells already done are skipped (--force recomputes them)" if skipped else ""))
     predictions = {}
     with progress_bar("eval", total=n * len(todo) if distributed.is_main() else None) as bar:
-        for cell, state in measure(forward, todo, cell_images, cfg.save_predictions, bar):
+        for cell, state in measure(forward, todo, images, cfg.save_predictions, bar):
             if distributed.is_main():
                 store.commit(cell_row(cell, compute(state), p.setting, p.frost))
                 if cfg.save_predictions:

@@ -1,7 +1,9 @@
-"""Where a cell's images come from: the clean test set, the released files (`--source official`,
-robench.data.csets) or robench's own engine drawn by the protocol's chunk seeds (`--source
+"""Where a cell's images come from: the clean test set, the released files (`--source official`:
+robench.data.csets' .npy arrays, or robench.data.jpeg_csets' JPEG folders for ImageNet-C and
+Tiny-ImageNet-C) or robench's own engine drawn by the protocol's chunk seeds (`--source
 generated`, robench.corruptions.registry.generated_batches), and which frost photographs generated
-frost uses."""
+frost uses. A test set is in memory (robench.data.Split) or streams from image files
+(robench.data.stream.StreamedSplit); `CellImages` reads either, chunk by chunk, the same way."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import torch
 
 from robench.corruptions.protocol import PROTOCOLS, check_protocol, default_protocol
 from robench.corruptions.registry import generated_batches
-from robench.data import csets, psets
+from robench.data import csets, jpeg_csets, psets
 from robench.data.download import data_dir
+from robench.data.stream import StreamedSplit
 from robench.errors import RobenchError
 from robench.eval.cell import Cell
 
@@ -22,9 +25,13 @@ from robench.eval.cell import Cell
 def resolve_source(source: str, dataset: str, c_dir: str | None, benchmark: str = "c") -> tuple[str, Path | None]:
     """(official | generated, the released files' folder or None) for a --source choice (one of
     SOURCES, which EvalConfig.validate checks) in a benchmark (C-bar has no release: generated)."""
-    sets = psets if benchmark == "p" else csets
-    folder = sets.find(dataset, c_dir) if benchmark != "c-bar" else None
-    release = sets.release_for(dataset) if benchmark != "c-bar" else None
+    if benchmark == "p":
+        folder, release = psets.find(dataset, c_dir), psets.release_for(dataset)
+    elif benchmark == "c":
+        folder = csets.find(dataset, c_dir) or jpeg_csets.find(dataset, c_dir)
+        release = csets.release_for(dataset) or jpeg_csets.release_for(dataset)
+    else:
+        folder = release = None
     if source == "official":
         if release is None:
             what = {"c": "corruption", "c-bar": "C-bar", "p": "perturbation"}[benchmark]
@@ -89,9 +96,14 @@ def frost_source(frost: str, names: list[str], source: str, echo: Callable[[str]
     return resolved
 
 
-def open_official(folder: Path, test, dataset: str, names: list[str]) -> csets.OfficialCSet:
+def open_official(folder: Path, test, dataset: str, names: list[str], severities: list[int] | None = None):
     """The released C-set in `folder`, checked before any cell: its labels are the test set's and
-    the requested corruptions' files are whole."""
+    the requested corruptions' files are whole (.npy arrays), or the requested cell folders exist
+    with the test set's classes (JPEG folders)."""
+    if isinstance(test, StreamedSplit):
+        official = jpeg_csets.ReleasedFolders(folder)
+        official.check(test, names, severities or [1, 2, 3, 4, 5])
+        return official
     official = csets.OfficialCSet(folder)
     n = len(test)
     if official.n < n or not torch.equal(official.labels()[:n], test.labels):
@@ -100,35 +112,75 @@ def open_official(folder: Path, test, dataset: str, names: list[str]) -> csets.O
     return official
 
 
+def first_images(test, n: int) -> torch.Tensor:
+    """The first `n` test images (a model's trial forward pass), without decoding a streamed set."""
+    return test.head(n) if isinstance(test, StreamedSplit) else test.images[:n]
+
+
+def cell_images(test, share: slice, official, seed: int, batch_size: int, frost: str | None,
+                device: torch.device | None = None, protocol: str | None = None,
+                storage: bool = True) -> "CellImages":
+    """The CellImages of this rank's `share` (whole CHUNK-image chunks) of `test`. Generated cells
+    run on `device`: an in-memory share moves there once, a streamed one chunk by chunk."""
+    n = len(test)
+    if isinstance(test, StreamedSplit):
+        return CellImages(None, test.labels[share], official, seed, batch_size, frost, offset=share.start, n=n,
+                          stream=test, device=device, protocol=protocol, storage=storage)
+    images = test.images[share]
+    if device is not None:
+        images = images.to(device)
+    return CellImages(images, test.labels[share], official, seed, batch_size, frost, offset=share.start, n=n,
+                      protocol=protocol, storage=storage)
+
+
 @dataclass
 class CellImages:
-    """The (images, labels) batches of any cell over `images`: test images [offset, offset + len) of
-    a test set of `n` (one rank's share under torchrun; the whole set otherwise). Generated chunks
-    are seeded by their global position, hence `offset`."""
+    """The (images, labels) batches of any cell over test images [offset, offset + len(labels)) of
+    a test set of `n` (one rank's share under torchrun; the whole set otherwise): `images` in
+    memory, or read from `stream` (the whole streamed test set) in CHUNK-image chunks, the next
+    decoded while the current one is evaluated. Generated chunks are seeded by their global
+    position, hence `offset`; streamed chunks are corrupted on `device`."""
 
-    images: torch.Tensor
+    images: torch.Tensor | None
     labels: torch.Tensor
-    official: csets.OfficialCSet | None
+    official: csets.OfficialCSet | jpeg_csets.ReleasedFolders | None
     seed: int
     batch_size: int
     frost: str | None
     offset: int = 0
     n: int | None = None
-    protocol: str | None = None
-    storage: bool = True
+    stream: StreamedSplit | None = None
+    device: torch.device | None = None
+    protocol: str | None = None  # of generated cells; None: the official one for the image size
+    storage: bool = True  # apply the protocol's storage step to generated cells
 
     def batches(self, cell: Cell) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        count = self.labels.shape[0]
         if cell.is_clean or self.official is not None:
-            if cell.is_clean:
-                source = self.images
-            else:
-                total = self.n if self.n is not None else count
-                source = self.official.images(*cell)[:total][self.offset:self.offset + count]
-            for start in range(0, count, self.batch_size):
-                yield source[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+            for start, images in self._chunks(cell):
+                for at in range(0, images.shape[0], self.batch_size):
+                    batch = images[at:at + self.batch_size]
+                    yield batch, self.labels[start + at:start + at + batch.shape[0]]
+            return
+        for start, images in self._chunks(cell):
+            if self.device is not None:
+                images = images.to(self.device, non_blocking=True)
+            for at, batch in generated_batches(images, *cell, self.seed, self.batch_size, frost=self.frost or "auto",
+                                               offset=self.offset + start, protocol=self.protocol,
+                                               storage=self.storage):
+                yield batch, self.labels[start + at:start + at + batch.shape[0]]
+
+    def _chunks(self, cell: Cell) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start within this share, images) of the cell's source before any generated corruption:
+        the clean images, or the released cell's."""
+        count = self.labels.shape[0]
+        if self.stream is not None:
+            stream = self.stream
+            if not cell.is_clean and isinstance(self.official, jpeg_csets.ReleasedFolders):
+                stream = self.official.cell(self.stream, *cell)
+            for start, images in stream.chunks(self.offset, self.offset + count):
+                yield start - self.offset, images
+        elif cell.is_clean or self.official is None:
+            yield 0, self.images
         else:
-            for start, batch in generated_batches(self.images, *cell, self.seed, self.batch_size,
-                                                  frost=self.frost or "auto", offset=self.offset,
-                                                  protocol=self.protocol, storage=self.storage):
-                yield batch, self.labels[start:start + batch.shape[0]]
+            total = self.n if self.n is not None else count
+            yield 0, self.official.images(*cell)[:total][self.offset:self.offset + count]
