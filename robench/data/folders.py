@@ -246,17 +246,42 @@ def tiny_imagenet(path=None, **options) -> StreamedSplit:
 
 def load(name: str, train: bool, data_path=None, subset: str | None = None, preprocess: str | None = None,
          decode: str | None = None, workers: int | None = None, cache_dir=None, **_options) -> StreamedSplit:
-    if train:
-        raise RobenchError(f"{name} is an evaluation dataset here (its validation set streams from files); "
-                           f"train on it elsewhere and evaluate with robench eval")
     options = dict(preprocess=preprocess, decode=decode, workers=workers, cache_dir=cache_dir)
+    if train:
+        return _train_split(name, data_path, options)
     if subset not in (None, "all") and name != "imagenet":
         raise RobenchError(f"--subset {subset} selects ImageNet validation images; it does not apply to {name}")
     if name == "imagenet":
         return imagenet(data_path, subset, **options)
     if name == "tiny-imagenet":
         return tiny_imagenet(data_path, **options)
+    folder = _folder(name)
+    if (folder / "train").is_dir():  # a tree with its own splits: evaluate on val/ (or test/), as stored
+        folder = next((folder / s for s in ("val", "test") if (folder / s).is_dir()), None)
+        if folder is None:
+            raise RobenchError(f"{_folder(name)} has a train/ folder but no val/ or test/ beside it to evaluate on")
+        options["preprocess"] = options.get("preprocess") or "none"
+    return image_folder(folder, name=str(folder), **options)
+
+
+def _folder(name: str) -> Path:
     folder = Path(name[len("folder:"):]).expanduser()
     if not folder.is_dir():
         raise RobenchError(f"folder {folder} not found; folder:PATH takes a class-per-folder tree")
-    return image_folder(folder, name=str(folder), **options)
+    return folder
+
+
+def _train_split(name: str, data_path, options: dict):
+    """A training split of image files, decoded once into memory as the trainer wants it (same-size
+    images, as stored: Tiny-ImageNet's train/<wnid>/images/, or folder:PATH's train/<class>/)."""
+    if name == "imagenet":
+        raise RobenchError("imagenet is an evaluation dataset here (its validation set streams from files); train "
+                           "on it elsewhere and evaluate with robench eval")
+    if name == "tiny-imagenet":
+        root = _root(data_path, "tiny-imagenet-200", "Tiny-ImageNet (tiny-imagenet-200)") / "train"
+    else:
+        root = _folder(name) / "train"
+    if not root.is_dir():
+        raise RobenchError(f"{root} is missing: training on image files needs a train/<class>/ folder beside the "
+                           f"evaluation images")
+    return image_folder(root, name=str(root), **{**options, "preprocess": options.get("preprocess") or "none"}).in_memory()

@@ -56,10 +56,11 @@ DATASETS.add("fashion-mnist", _loader("idx"),
 DATASETS.add("mnist", _loader("idx"), "MNIST (60k/10k, 28x28 grey -> 32x32 RGB)")
 DATASETS.add("imagenet", _loader("folders"), "ImageNet validation set (50k JPEGs, streamed; val/<wnid>/ or flat with "
              "labels), Resize(256)+CenterCrop(224); --subset robustbench-5k; eval only")
-DATASETS.add("tiny-imagenet", _loader("folders"), "Tiny-ImageNet validation set (10k JPEGs, 64 px, 200 classes, "
-             "streamed; tiny-imagenet-200/); eval only")
+DATASETS.add("tiny-imagenet", _loader("folders"), "Tiny-ImageNet (64 px, 200 classes, tiny-imagenet-200/): val/ "
+             "streamed for eval, train/ decoded into memory for training")
 DATASETS.add("folder:<path>", _loader("folders"), "any class-per-folder image tree (ImageFolder's class order), "
-             "streamed, Resize(256)+CenterCrop(224) by default; eval only")
+             "streamed, Resize(256)+CenterCrop(224) by default; a tree with train/ and val/ (or test/) is "
+             "trainable, its images used as stored")
 DATASETS.add("hf:<repo-id>", _loader("hf"), "any Hugging Face image dataset (pip install 'robench[hf]'); "
              "--image-column, --label-column, --image-size")
 

@@ -129,6 +129,12 @@ class StreamedSplit:
 
     # ------------------------------------------------------------------ images
 
+    def in_memory(self):
+        """The whole split decoded into a data.registry.Split (a trainer's, which slices tensors)."""
+        from robench.data.registry import Split
+
+        return Split(self.read(0, len(self)), self.labels, self.num_classes, list(self.classes), self.preprocessing)
+
     def head(self, n: int) -> torch.Tensor:
         """Its first `n` images (e.g. for a model's trial forward pass)."""
         return self.read(0, min(n, len(self)))
