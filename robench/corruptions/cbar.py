@@ -348,7 +348,7 @@ def inverse_sparkles(images: torch.Tensor, m: float, center: torch.Tensor, rays:
 # lines
 
 
-def _line_aa(r0, c0, r1, c1, device):
+def _line_aa(r0, c0, r1, c1):
     """scikit-image 0.16's line_aa (Zingl's anti-aliased Bresenham) for a batch of lines, in
     lockstep: (rows, cols, values, emitted) of shape (L, 3 * steps), in the generator's order."""
     dc, dr = (c0 - c1).abs(), (r0 - r1).abs()
@@ -408,7 +408,7 @@ def lines(images: torch.Tensor, m: float, angle: torch.Tensor, variation: torch.
         a = angle + 2 * math.pi * variation * (uniforms[:, k, 2] - 0.5)
         s, c = torch.sin(a) * length, torch.cos(a) * length
         rr, cc, val, emitted = _line_aa((x - c).trunc().long(), (y - s).trunc().long(),
-                                        (x + c).trunc().long(), (y + s).trunc().long(), images.device)
+                                        (x + c).trunc().long(), (y + s).trunc().long())
         emitted = emitted & (rr >= 0) & (cc >= 0) & (rr < S) & (cc < S)
         pixel = torch.where(emitted, rr * S + cc, 0)
         order = torch.arange(rr.shape[1], device=images.device).expand_as(rr)
