@@ -10,17 +10,17 @@ CIFAR-10-P that their leaderboard columns average over. Imports no torch.
 
 from __future__ import annotations
 
+from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS, SEVERITIES
+
 # The value a reader gives a column an older eval CSV does not have (the contract of the eval CSV).
 DEFAULTS = {"benchmark": "c", "protocol": "cifar10-c", "storage": "none", "subset": "all"}
 COLUMNS = tuple(DEFAULTS)
 # The leaderboard table of the files written before these columns: its output stays what it was.
 DEFAULT_TABLE = (DEFAULTS["protocol"], DEFAULTS["subset"])
 
-# CIFAR-10-C-bar's 10 corruptions (facebookresearch/augmentation-corruption, cifar10_c_bar.csv), in
-# its order; the generator's spelling "abberation" is kept, it is the name in the released files.
-CBAR = ("blue_noise_sample", "brownish_noise", "checkerboard_cutout", "circular_motion_blur", "inverse_sparkles",
-        "lines", "pinch_and_twirl", "ripple", "sparkles", "transverse_chromatic_abberation")
-CBAR_SEVERITIES = (1, 2, 3, 4, 5)
+# CIFAR-10-C-bar's 10 corruptions and severities, in its csv's order (the generator's spelling
+# "abberation" kept): written once in the torch-free corruptions.cbar_protocol.
+CBAR, CBAR_SEVERITIES = CBAR_CORRUPTIONS, SEVERITIES
 
 # The 10 perturbations of the official CIFAR-10-P evaluation (hendrycks/robustness
 # ImageNet-P/cifar-p-eval.py), whose means are mFP and mT5D.
