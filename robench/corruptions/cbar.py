@@ -195,15 +195,27 @@ def _taps(rows: torch.Tensor, cols: torch.Tensor, device: str) -> tuple[torch.Te
     return tuple(t.contiguous().to(device) for t in (index, wr, wc, rv & cv))
 
 
+def _pixels_first(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, 32, 32) -> (1024, N * C): a tap's gather then reads whole contiguous rows (several
+    times faster on the CPU than gathering along the last dimension)."""
+    return x.reshape(-1, S * S).T.contiguous()
+
+
+def _images_first(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return x.T.reshape(like.shape)
+
+
 def _interpolate(coeffs: torch.Tensor, taps: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """scipy's sum over the 16 taps of (coefficient * row weight) * column weight, added in its
-    order from 0, zero outside: (N, C, 32, 32) coefficients -> (N, C, P) values."""
+    order from 0, zero outside: coefficients (1024, M) pixels first -> values (P, M)."""
     index, wr, wc, valid = taps
-    terms = coeffs.flatten(-2).index_select(-1, index.reshape(-1)).unflatten(-1, index.shape) * wr * wc
-    t = terms[:, :, 0].clone()
-    for k in range(1, 16):
-        t += terms[:, :, k]
-    return torch.where(valid, t, torch.zeros((), dtype=t.dtype, device=t.device))
+    t = torch.zeros(index.shape[1], coeffs.shape[1], dtype=coeffs.dtype, device=coeffs.device)
+    for k in range(16):
+        term = coeffs.index_select(0, index[k])
+        term *= wr[k, :, None]
+        term *= wc[k, :, None]
+        t += term
+    return t.masked_fill_(~valid[:, None], 0.0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,15 +250,14 @@ def circular_motion_blur(images: torch.Tensor, m: float) -> torch.Tensor:
     num = 21
     x = images.to(torch.float32) / torch.tensor(255.0, device=images.device)
     p = _prefilter_matrix(str(images.device))
-    coeffs = p @ x.to(F64) @ p.T
+    coeffs = _pixels_first(p @ x.to(F64) @ p.T)
     factors = [math.exp(-2 * (2 * i / (num - 1) - 1) ** 2) for i in range(num)]
-    out = torch.zeros_like(x)
+    out = torch.zeros(coeffs.shape, dtype=torch.float32, device=images.device)
     for i, f in enumerate(factors):
         taps = _rotation_taps((2 * i / (num - 1) - 1) * amount, str(images.device))
-        rotated = _interpolate(coeffs, taps).to(torch.float32).unflatten(-1, (S, S))
-        out += torch.tensor(f, dtype=torch.float32) * rotated
-    out /= torch.tensor(sum(factors), dtype=torch.float32)
-    return _finish(out * 255)
+        out += torch.tensor(f, dtype=torch.float32, device=images.device) * _interpolate(coeffs, taps).to(torch.float32)
+    out /= torch.tensor(sum(factors), dtype=torch.float32, device=images.device)
+    return _finish(_images_first(out, images) * 255)
 
 
 @functools.lru_cache(maxsize=None)
@@ -270,9 +281,9 @@ def transverse_chromatic_abberation(images: torch.Tensor, m: float, order: torch
     s = float_parameter(m, 0.5)
     base = (1.0, 1.0 + s / 2, 1.0 + s)
     out = torch.empty_like(images)
-    x = images.to(F64)
+    x = _pixels_first(images.to(F64))
     for k, scale in enumerate(base):
-        t = _interpolate(x, _zoom_taps(scale, str(images.device))).unflatten(-1, (S, S))
+        t = _images_first(_interpolate(x, _zoom_taps(scale, str(images.device))), images)
         zoomed = torch.where(t > 0, t + 0.5, torch.zeros_like(t)).clamp(max=255).trunc().to(torch.uint8)
         chosen = (order == k)[:, :, None, None]
         out = torch.where(chosen, zoomed, out)
