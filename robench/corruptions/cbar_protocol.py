@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 
 from robench.corruptions.protocol import CHUNK, SEVERITIES
+from robench.errors import RobenchError
 
 BENCHMARK = "c-bar"
 IMAGE_SIZE = 32  # the table is CIFAR's (im_size=32); ImageNet-C-bar has its own table and sizes
@@ -44,7 +45,8 @@ SHORT_NAMES = {
     "lines": "lines", "sparkles": "sparkles", "transverse_chromatic_abberation": "tca",
 }
 
-__all__ = ["BENCHMARK", "CBAR_CORRUPTIONS", "CHUNK", "MAGNITUDES", "SEVERITIES", "chunk_seed", "magnitude"]
+__all__ = ["BENCHMARK", "CBAR_CORRUPTIONS", "CHUNK", "MAGNITUDES", "SEVERITIES", "chunk_seed", "magnitude",
+           "parse_bar_corruptions"]
 
 
 def magnitude(name: str, severity: int) -> float:
@@ -58,3 +60,16 @@ def chunk_seed(seed: int, corruption: str, severity: int, chunk_index: int) -> i
     digest = hashlib.blake2b(f"{seed}/{corruption}/{severity}/{chunk_index}".encode(), digest_size=8,
                              person=b"robench-c-bar").digest()
     return int.from_bytes(digest, "little") >> 1  # non-negative int63 for torch.Generator
+
+
+def parse_bar_corruptions(spec: str) -> list[str]:
+    """'all' | 'name,name,...' (C-bar names) -> names in the table's order; RobenchError otherwise."""
+    spec = spec.strip()
+    if spec == "all":
+        return list(CBAR_CORRUPTIONS)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MAGNITUDES]
+    if unknown or not names:
+        raise RobenchError(f"unknown C-bar corruption '{(unknown or [spec])[0]}'; use all or names from: "
+                           f"{', '.join(CBAR_CORRUPTIONS)}")
+    return [c for c in CBAR_CORRUPTIONS if c in names]

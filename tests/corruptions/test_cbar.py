@@ -16,7 +16,8 @@ import torch
 
 from robench.corruptions import cbar, protocol
 from robench.corruptions.cbar import apply_bar, corrupt_bar, corrupt_bar_chunks, generated_bar_batches
-from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS, DETERMINISTIC, MAGNITUDES, chunk_seed
+from robench.corruptions.cbar_protocol import (CBAR_CORRUPTIONS, DETERMINISTIC, MAGNITUDES, chunk_seed,
+                                               parse_bar_corruptions)
 from robench.data.csets import write_generated_bar
 from robench.errors import RobenchError
 
@@ -128,6 +129,13 @@ def test_bad_inputs(images):
         corrupt_bar(images, "lines", 6)
     with pytest.raises(RobenchError, match="sparkles"):
         corrupt_bar(images, "sparkle", 1)
+
+
+def test_parse_bar_corruptions():
+    assert parse_bar_corruptions("all") == list(CBAR_CORRUPTIONS)
+    assert parse_bar_corruptions("sparkles, lines") == ["lines", "sparkles"]  # the table's order
+    with pytest.raises(RobenchError, match="unknown C-bar corruption 'fog'"):
+        parse_bar_corruptions("fog")
 
 
 def test_registry_matches_the_table():
