@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from robench.corruptions import draws
+from robench.corruptions._ops import exact_div
 from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS, CHUNK, IMAGE_SIZE, chunk_seed, magnitude
 from robench.corruptions.protocol import check_severity
 from robench.errors import RobenchError
@@ -167,9 +168,9 @@ def _spline_weights(cc: torch.Tensor) -> list[torch.Tensor]:
     """scipy's get_spline_interpolation_weights for order 3, term by term (float64)."""
     x = cc - torch.floor(cc)
     y, z = x, 1.0 - x
-    w1 = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0
-    w2 = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0
-    w0 = z * z * z / 6.0
+    w1 = exact_div(y * y * (y - 2.0) * 3.0 + 4.0, 6.0)
+    w2 = exact_div(z * z * (z - 2.0) * 3.0 + 4.0, 6.0)
+    w0 = exact_div(z * z * z, 6.0)
     return [w0, w1, w2, 1.0 - w0 - w1 - w2]
 
 
@@ -266,7 +267,7 @@ def _zoom_taps(scale: float, device: str):
     the generator crops it: output side round(32 * scale), input coordinate k * 31 / (side - 1)."""
     side = int(round(S * scale))
     edge = (side - S) // 2
-    cc = torch.arange(edge, edge + S, dtype=F64) * (torch.tensor(S - 1.0, dtype=F64) / (side - 1))
+    cc = torch.arange(edge, edge + S, dtype=F64) * exact_div(torch.tensor(S - 1.0, dtype=F64), side - 1)
     return _taps(cc[:, None].expand(S, S), cc[None, :].expand(S, S), device)
 
 
@@ -302,7 +303,7 @@ def _star(value: torch.Tensor, centre: torch.Tensor, lengths: torch.Tensor, rays
     y, x = _pixel_grid(value.device)
     dy, dx = y - centre[:, 0, None, None], x - centre[:, 1, None, None]
     dist = torch.sqrt(dy * dy + dx * dx)
-    d = (torch.atan2(dx, dy) + math.pi) / (2 * math.pi) * rays[:, None, None]
+    d = exact_div(torch.atan2(dx, dy) + math.pi, 2 * math.pi) * rays[:, None, None]
     i = d.trunc()
     f = d - i
     i = i.long()
@@ -479,7 +480,7 @@ def pinch_and_twirl(images: torch.Tensor, m: float, signs: torch.Tensor) -> torc
     dy, dx = y - cy, x - cx
     dist = torch.sqrt(dy * dy + dx * dx)
     warp = (dist <= radius) & (torch.round(dist * 1000) != 0) & (y < per_axis * grid) & (x < per_axis * grid)
-    d = dist / radius
+    d = exact_div(dist, radius)
     t = torch.sin(math.pi * 0.5 * d) ** (-amount)
     cell_i, cell_j = (x // grid).clamp(max=per_axis - 1).long(), (y // grid).clamp(max=per_axis - 1).long()
     twirl = signs.to(F64)[:, cell_i, cell_j] * angle * (1 - d) ** 2  # (N, 32, 32)
