@@ -11,15 +11,14 @@ cifar100-p, ...).
 
 from __future__ import annotations
 
+from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS
 from robench.corruptions.protocol import CORRUPTION_SETS
 from robench.errors import RobenchError
 
 BENCHMARKS = ("c", "c-bar", "p")
 
-# CIFAR-10-C-bar's corruptions in the order of its cifar10_c_bar.csv (facebookresearch/augmentation-
-# corruption); the generator's spelling "abberation" is kept, as in its file names.
-CBAR = ("blue_noise_sample", "brownish_noise", "checkerboard_cutout", "circular_motion_blur", "inverse_sparkles",
-        "lines", "pinch_and_twirl", "ripple", "sparkles", "transverse_chromatic_abberation")
+# CIFAR-10-C-bar's corruptions in the order of its cifar10_c_bar.csv (its facts: cbar_protocol).
+CBAR = CBAR_CORRUPTIONS
 
 # The 10 perturbations of the official CIFAR-10-P evaluation (hendrycks/robustness
 # ImageNet-P/cifar-p-eval.py), in its order; mFP and mT5D are means over them. Frames per sequence.

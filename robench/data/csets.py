@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robench.corruptions.cbar import generated_bar_batches
+from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS
 from robench.corruptions.protocol import CHUNK, SEVERITIES
 from robench.corruptions.registry import generated_batches
 from robench.data.download import data_dir, extract_tar, fetch
@@ -162,3 +164,48 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)
+
+
+def write_generated_bar(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str] | None = None,
+                        seed: int = 0, on_cell=None) -> Path:
+    """Write CIFAR-10-C-bar (or -100-C-bar: the same table on CIFAR-100's test set) in the -C layout.
+
+    `<out>/<corruption>.npy` uint8 (5N, 32, 32, 3) severity-major and `labels.npy` as for
+    `write_generated`, the images drawn as `cbar.generated_bar_batches` draws them (chunk seeds
+    of `cbar_protocol.chunk_seed`). Resumable per file: a complete file already there (right
+    dtype and shape) is kept; each new one is filled through a temporary memmap and renamed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n, _, h, w = images.shape
+    shape = (len(SEVERITIES) * n, h, w, 3)
+    label_dtype = np.uint8 if int(labels.max()) < 256 else np.int64
+    _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), len(SEVERITIES)))
+    for name in corruptions or CBAR_CORRUPTIONS:
+        final = out / f"{name}.npy"
+        if _complete(final, shape):
+            continue
+        tmp = out / f".{name}.npy.partial"
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            for severity in SEVERITIES:
+                for start, batch in generated_bar_batches(images, name, severity, seed, CHUNK):
+                    rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
+                    array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
+                if on_cell:
+                    on_cell(name, severity)
+            array.flush()
+            del array  # close the memmap before the rename
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return out
+
+
+def _complete(path: Path, shape: tuple[int, ...]) -> bool:
+    """Whether `path` is a finished uint8 array of `shape` (only complete files are ever renamed in)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return array.dtype == np.uint8 and array.shape == shape
