@@ -289,7 +289,10 @@ severity-major) and labels.npy; for imagenet-c and tiny-imagenet-c
 def data_generate(
     dataset: str = typer.Option(..., help="Any dataset robench can load (its test split is corrupted)."),
     out: Path = typer.Option(..., help="Output folder."),
-    corruptions: str = CORRUPTION_SPEC,
+    benchmark: str = typer.Option("c", help="c (the -C corruptions of --protocol) | c-bar (CIFAR-10-C-bar, the -C "
+                                            "layout) | p (CIFAR-10-P: <perturbation>.npy uint8 (N, T, 32, 32, 3))."),
+    corruptions: str = typer.Option("all", help="all | standard | extra | none | name,name,... (see robench list "
+                                               "corruptions); for c-bar and p: all or their names."),
     protocol: str = PROTOCOL,
     storage: bool = STORAGE,
     seed: int = SEED,
@@ -299,8 +302,9 @@ def data_generate(
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.corruptions.frost_textures import resolve_frost
-    from robench.corruptions.protocol import SEVERITIES, check_protocol_name, parse_corruptions
-    from robench.data import csets, load_split
+    from robench.corruptions.benchmarks import parse_benchmark, parse_names
+    from robench.corruptions.protocol import SEVERITIES, check_protocol_name
+    from robench.data import csets, load_split, psets
     from robench.data.download import set_data_dir
     from robench.data.stream import StreamedSplit
     from robench.eval.sources import first_images, resolve_protocol
@@ -313,11 +317,29 @@ def data_generate(
     if out.exists() and not out.is_dir():
         raise RobenchError(f"--out {out} is a file; give a folder (new or holding an earlier C-set)")
     check_protocol_name(protocol)
-    names = parse_corruptions(corruptions)
+    benchmark = parse_benchmark(benchmark)
+    names = parse_names(benchmark, corruptions)
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)
     n, labels = len(test), test.labels
     streamed = isinstance(test, StreamedSplit)  # image folders: decoded a chunk at a time
+    if benchmark != "c":
+        if protocol != "auto" or not storage:
+            raise RobenchError(f"--protocol and --no-storage are for -C corruptions; --benchmark {benchmark} has its "
+                               f"own generator (leave them out)")
+        images = (test.read(0, n) if streamed else test.images).to(device_)
+        if tuple(images.shape[-2:]) != (32, 32):
+            raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {dataset} has "
+                               f"{images.shape[-2]}x{images.shape[-1]}")
+        steps = len(names) * (len(SEVERITIES) if benchmark == "c-bar" else 1)
+        with progress_bar("generate", total=steps * n) as bar:
+            if benchmark == "c-bar":
+                csets.write_generated_bar(images, labels, out, names, seed, on_cell=lambda c, s: bar.advance(n))
+            else:
+                psets.write_generated(images, out, names, seed, on_file=lambda name, count: bar.advance(n))
+        typer.echo(f"wrote {dataset}-{benchmark} ({len(names)} {'perturbations' if benchmark == 'p' else 'corruptions'}"
+                   f", {n} images) to {out}")
+        return
     protocol_, step, _ = resolve_protocol(protocol, storage, tuple(first_images(test, 1).shape[-2:]), "generated",
                                           dataset, typer.echo)
     textures = resolve_frost(frost) if "frost" in names else frost

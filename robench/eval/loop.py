@@ -252,7 +252,7 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     # Generated corruptions run on the device (a streamed test set moves there chunk by chunk).
     images = cell_images(test, _chunk_share(n), official, cfg.seed, batch_size, p.frost,
                          device if source == "generated" else None, protocol=p.setting.protocol,
-                         storage=p.setting.storage != "none")
+                         storage=p.setting.storage != "none", benchmark=p.setting.benchmark)
     forward = Forward(model, batch_size, device, echo)
     skipped = len(cells) - len(todo)
     echo(f"evaluating {' + '.join(subject.specs)} on {dataset} ({n} test images, {len(cells) - 1} corrupted cells, "

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from robench.corruptions.protocol import PROTOCOLS, check_protocol, default_protocol
+from robench.corruptions.cbar import generated_bar_batches
 from robench.corruptions.registry import generated_batches
 from robench.data import csets, jpeg_csets, psets
 from robench.data.download import data_dir
@@ -119,18 +120,18 @@ def first_images(test, n: int) -> torch.Tensor:
 
 def cell_images(test, share: slice, official, seed: int, batch_size: int, frost: str | None,
                 device: torch.device | None = None, protocol: str | None = None,
-                storage: bool = True) -> "CellImages":
+                storage: bool = True, benchmark: str = "c") -> "CellImages":
     """The CellImages of this rank's `share` (whole CHUNK-image chunks) of `test`. Generated cells
     run on `device`: an in-memory share moves there once, a streamed one chunk by chunk."""
     n = len(test)
     if isinstance(test, StreamedSplit):
         return CellImages(None, test.labels[share], official, seed, batch_size, frost, offset=share.start, n=n,
-                          stream=test, device=device, protocol=protocol, storage=storage)
+                          stream=test, device=device, protocol=protocol, storage=storage, benchmark=benchmark)
     images = test.images[share]
     if device is not None:
         images = images.to(device)
     return CellImages(images, test.labels[share], official, seed, batch_size, frost, offset=share.start, n=n,
-                      protocol=protocol, storage=storage)
+                      protocol=protocol, storage=storage, benchmark=benchmark)
 
 
 @dataclass
@@ -153,6 +154,7 @@ class CellImages:
     device: torch.device | None = None
     protocol: str | None = None  # of generated cells; None: the official one for the image size
     storage: bool = True  # apply the protocol's storage step to generated cells
+    benchmark: str = "c"  # whose engine generates the cells: -C's (protocol) or C-bar's
 
     def batches(self, cell: Cell) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if cell.is_clean or self.official is not None:
@@ -164,9 +166,12 @@ class CellImages:
         for start, images in self._chunks(cell):
             if self.device is not None:
                 images = images.to(self.device, non_blocking=True)
-            for at, batch in generated_batches(images, *cell, self.seed, self.batch_size, frost=self.frost or "auto",
-                                               offset=self.offset + start, protocol=self.protocol,
-                                               storage=self.storage):
+            if self.benchmark == "c-bar":
+                generated = generated_bar_batches(images, *cell, self.seed, self.batch_size, offset=self.offset + start)
+            else:
+                generated = generated_batches(images, *cell, self.seed, self.batch_size, frost=self.frost or "auto",
+                                              offset=self.offset + start, protocol=self.protocol, storage=self.storage)
+            for at, batch in generated:
                 yield batch, self.labels[start + at:start + at + batch.shape[0]]
 
     def _chunks(self, cell: Cell) -> Iterator[tuple[int, torch.Tensor]]:
