@@ -140,6 +140,15 @@ class EvalConfig:
     c_dir: str | None = option(None, "Folder holding the released files (<corruption>.npy; for --benchmark p "
                                      "<perturbation>.npy). [default: <data dir>/CIFAR-10-C, CIFAR-10-P, ...]")
     limit: int | None = option(None, "Only the first N test images. [default: the run's --test-limit, if any]")
+    subset: str = option("all", "all | robustbench-5k (RobustBench's fixed 5,000 ImageNet validation images, in its "
+                                "order). Recorded in the eval files.")
+    data_path: str | None = option(None, "Image-file datasets: the dataset's folder. [default: <data dir>/imagenet, "
+                                         "<data dir>/tiny-imagenet-200]")
+    decode: str | None = option(None, "Image-file datasets: tensor (torchvision's decoders, batched; at most 2 levels "
+                                      "from PIL after resizing) | pil (PIL, exactly torchvision's PIL transforms). "
+                                      "[default: tensor]")
+    cache_dir: str | None = option(None, "Image-file datasets: keep the decoded, preprocessed images here (memory-"
+                                         "mapped), so a second evaluation skips decoding.")
     protocol: str = option("auto", "Whose generator table makes generated corruptions: cifar10-c (32 px) | "
                                    "tiny-imagenet-c (64 px) | imagenet-c (224 px) | scaled (robench's own: cifar10-c's "
                                    "table scaled to any size) | auto (the official one for the images' size, else "

@@ -185,6 +185,21 @@ class Plan:
                          P_FIELDS if self.setting.benchmark == "p" else EVAL_FIELDS)
 
 
+FILE_DATASETS = ("imagenet", "tiny-imagenet", "folder:")
+
+
+def file_options(cfg: EvalConfig, dataset: str) -> dict:
+    """The options of an image-file dataset (robench.data.folders) that this evaluation sets; an
+    error when one is set for a dataset held in memory, where it would do nothing."""
+    options = dict(data_path=cfg.data_path, decode=cfg.decode, cache_dir=cfg.cache_dir,
+                   subset=None if cfg.subset == "all" else cfg.subset)
+    given = {k: v for k, v in options.items() if v is not None}
+    if given and not dataset.startswith(FILE_DATASETS):
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise RobenchError(f"{flag} applies to image-file datasets ({', '.join(FILE_DATASETS)}PATH), not {dataset}")
+    return given
+
+
 def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     """Resolve a validated EvalConfig into a Plan. `robench sweep` asks the same plan's store which
     cells are done, so a sweep and an evaluation never disagree about it."""
@@ -193,7 +208,7 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     names, severities = parse_names(benchmark, cfg.corruptions), parse_severities(cfg.severities)
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir, benchmark)
     frost = frost_source(cfg.frost, names, source, echo) if benchmark == "c" else None
-    test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options)
+    test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options, **file_options(cfg, subject.dataset))
     size = tuple(first_images(test, 1).shape[-2:])
     if benchmark == "c":
         protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, size, source, subject.dataset, echo)
@@ -205,7 +220,7 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
             raise RobenchError(f"--protocol {cfg.protocol} is for -C corruptions; --benchmark {benchmark} has its own "
                                f"generator (leave --protocol out)")
         protocol, storage, tag = PROTOCOL_OF[benchmark], "none", benchmark
-    setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, subset_name(None))
+    setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, subset_name(cfg.subset))
     return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
 
 
