@@ -60,6 +60,13 @@ def load_official(script: Path) -> dict:
     start, end = text.index("# /////////////// Distortion Helpers"), text.index("# /////////////// End Distortions")
     namespace = {"np": np, "os": os, "__name__": "official_generator"}
     exec(compile(text[start:end], str(script), "exec"), namespace)
+    gaussian = namespace["gaussian"]
+
+    def gaussian_013(image, sigma=1, multichannel=None, **options):
+        # scikit-image >= 0.20 dropped `multichannel` (0.13's spelling, which the script uses).
+        return gaussian(image, sigma, channel_axis=-1 if multichannel else None, **options)
+
+    namespace["gaussian"] = gaussian_013
     return namespace
 
 
@@ -78,10 +85,14 @@ def worker(args) -> None:
     for name in args.names.split(","):
         n = args.counts.get(name, len(images))
         cpu, wall = time.process_time(), time.perf_counter()
-        for severity in SEVERITIES:
-            for img in images[:n]:
-                out = np.uint8(functions[name](Image.fromarray(img), severity))
-                Image.fromarray(out).save(io.BytesIO(), "JPEG", quality=85, optimize=True)
+        try:
+            for severity in SEVERITIES:
+                for img in images[:n]:
+                    out = np.uint8(functions[name](Image.fromarray(img), severity))
+                    Image.fromarray(out).save(io.BytesIO(), "JPEG", quality=85, optimize=True)
+        except Exception as error:  # (e.g. ImageMagick missing for motion_blur and snow): not measured
+            print(json.dumps({"name": name, "error": f"{type(error).__name__}: {error}"}), flush=True)
+            continue
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(json.dumps({"name": name, "images": n * len(SEVERITIES), "wall_s": wall, "cpu_s": cpu}), flush=True)
 
@@ -102,7 +113,10 @@ def run_official(args, size: int, images: np.ndarray, names: list[str], slow: di
     if result.returncode != 0:
         print(json.dumps({"size": size, "official_error": result.stderr.strip().splitlines()[-1:]}), flush=True)
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return {r["name"]: (r["images"], r["wall_s"], r["cpu_s"]) for r in rows}
+    for row in rows:
+        if "error" in row:
+            print(json.dumps({"size": size, "corruption": row["name"], "official_not_measured": row["error"]}))
+    return {r["name"]: (r["images"], r["wall_s"], r["cpu_s"]) for r in rows if "error" not in r}
 
 
 # ---------------------------------------------------------------- robench's side

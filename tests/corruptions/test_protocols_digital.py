@@ -194,3 +194,13 @@ def test_stored_brightness_is_the_released_one(folder, shared_dir):
     for severity in range(1, 6):
         out = nhwc(corrupt(nchw(inputs), "brightness", severity, protocol=GOLDEN[folder]))
         assert np.array_equal(out, expected[severity - 1]), (folder, severity)
+
+
+def test_contrast_sums_large_planes_in_numpys_order_off_the_cpu(monkeypatch):
+    # Off the CPU, 224x224 planes (too many pixels for the one-kernel-per-pixel loop) are summed on
+    # the host, in numpy's sequential order; a parallel or pairwise sum differs in the last bit.
+    x = torch.randint(0, 256, (4, 3, 224 * 224), generator=torch.Generator().manual_seed(0)).double() / 255
+    expected = torch.from_numpy(np.cumsum(x.numpy(), axis=2)[:, :, -1])
+    monkeypatch.setattr(digital, "_sequential_cumsum", lambda device: False)
+    assert torch.equal(digital.sequential_sum(x), expected)
+    assert not torch.equal(x.sum(2), expected)
