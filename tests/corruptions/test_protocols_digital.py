@@ -204,3 +204,11 @@ def test_contrast_sums_large_planes_in_numpys_order_off_the_cpu(monkeypatch):
     monkeypatch.setattr(digital, "_sequential_cumsum", lambda device: False)
     assert torch.equal(digital.sequential_sum(x), expected)
     assert not torch.equal(x.sum(2), expected)
+
+
+def test_jpeg_round_trip_in_cpu_pieces_equals_one_image_at_a_time(monkeypatch):
+    images = photo_like(5, 24, 40, seed=11)
+    monkeypatch.setattr(jpeg, "CPU_PIECE_PIXELS", 2 * 24 * 40)  # pieces of 2 images: 2, 2, 1
+    out = jpeg.jpeg_round_trip(images, 85)
+    for k in range(5):
+        assert torch.equal(out[k:k + 1], jpeg._round_trip(images[k:k + 1], 85))
