@@ -77,7 +77,7 @@ def test_parameters_of_each_protocol_are_the_generators():
     assert elastic.parameters(1, 224, 224, "imagenet-c") == (244 * 2, 244 * 0.7, 244 * 0.1)
     assert elastic.parameters(5, 224, 224, "imagenet-c") == (244 * 0.12, 244 * 0.01, 244 * 0.02)
     assert elastic.parameters(2, 64, 64, "tiny-imagenet-c") == (64 * 0.05, 64 * 0.3, 64 * 0.06)
-    assert [jpeg.QUALITY_TABLE[p][4] for p in ("cifar10-c", "tiny-imagenet-c", "imagenet-c")] == [40, 25, 7]
+    assert [digital.JPEG_QUALITY_TABLE[p][4] for p in ("cifar10-c", "tiny-imagenet-c", "imagenet-c")] == [40, 25, 7]
 
 
 # ---------------------------------------------------------------- "scaled": today's behaviour
