@@ -10,10 +10,11 @@ pixelate is Pillow's BOX resize down to `int(size * c)` and back up, in Pillow's
 arithmetic, as one small matrix product per pass (precomputed per size). For tall images
 Pillow 13 changes the order of the two passes (see `box_resize`); at 32x32 it does not.
 
-Other image sizes: the only size-bound parameter here is pixelate's intermediate size; it is
-`int(H * c)` by `int(W * c)`, exactly as the ImageNet-C generator's `int(224 * c)`, so at 32x32
-the CIFAR sizes 30, 28, 27, 24, 20 come out unchanged. The other three have no size-bound
-parameters.
+Protocols (protocol.PROTOCOLS): each function reads its parameters from a per-protocol table,
+the generators' own lists (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py); the code
+is the same in all three generators. The only size-bound parameter is pixelate's intermediate
+size, `int(S * c)` with S the generator's image side (32, 64, 224); robench takes `int(H * c)` by
+`int(W * c)`, the same numbers at those sizes, and what "scaled" (CIFAR's factors) uses at others.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, exact_div_, to_unit
 from robench.corruptions.jpeg import jpeg_round_trip
+from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
 # ---------------------------------------------------------------- HSV (scikit-image semantics)
@@ -82,15 +84,33 @@ def _finish_(unit: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- brightness, saturate, contrast
 
-BRIGHTNESS = (0.05, 0.1, 0.15, 0.2, 0.3)
-SATURATE = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))
-CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
-PIXELATE = (0.95, 0.9, 0.85, 0.75, 0.65)
+# Per-protocol tables, the generators' lists ("scaled" reads cifar10-c's; protocol.pick).
+BRIGHTNESS_TABLE = {  # added to V
+    "cifar10-c": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "tiny-imagenet-c": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "imagenet-c": (0.1, 0.2, 0.3, 0.4, 0.5),
+}
+SATURATE_TABLE = {  # (scale, offset) of S
+    "cifar10-c": ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2)),
+    "tiny-imagenet-c": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (30.0, 0.2)),
+    "imagenet-c": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
+}
+CONTRAST_TABLE = {  # factor towards the channel mean
+    "cifar10-c": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "tiny-imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05),
+    "imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05),
+}
+PIXELATE_TABLE = {  # intermediate size as a fraction of the side
+    "cifar10-c": (0.95, 0.9, 0.85, 0.75, 0.65),
+    "tiny-imagenet-c": (0.9, 0.8, 0.7, 0.6, 0.5),
+    "imagenet-c": (0.6, 0.5, 0.4, 0.3, 0.25),
+}
+PIXELATE = PIXELATE_TABLE["cifar10-c"]  # (the name older tests index)
 
 
 @FUNCTIONS.register("brightness", "digital: raise V in HSV")
 def brightness(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
-    c = BRIGHTNESS[severity - 1]
+    c = pick(BRIGHTNESS_TABLE, protocol, severity)
     h, s, v = rgb_to_hsv(to_unit(images))
     return _finish_(hsv_to_rgb(h, s, (v + c).clamp_(0, 1)))
 
@@ -99,14 +119,14 @@ def brightness(images: torch.Tensor, severity: int, generator: draws.Source, pro
 def saturate(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     # At severities 4-5 the offset gives grey pixels (hue 0) saturation 0.1/0.2: a red tint,
     # as in the generator.
-    scale, offset = SATURATE[severity - 1]
+    scale, offset = pick(SATURATE_TABLE, protocol, severity)
     h, s, v = rgb_to_hsv(to_unit(images))
     return _finish_(hsv_to_rgb(h, (s * scale + offset).clamp_(0, 1), v))
 
 
 @FUNCTIONS.register("contrast", "digital: pull values towards the image mean")
 def contrast(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
-    c = CONTRAST[severity - 1]
+    c = pick(CONTRAST_TABLE, protocol, severity)
     x = to_unit(images)
     n, ch, h, w = x.shape
     means = exact_div(sequential_sum(x.reshape(n, ch, h * w)).view(n, ch, 1, 1), h * w)
@@ -125,9 +145,12 @@ def sequential_sum(x: torch.Tensor) -> torch.Tensor:
     (H, W, 3) array adds the pixels (no pairwise summation, since the channel axis is the inner
     loop): in another order, some contrast values flip by 1. On the CPU the last entry of a
     cumulative sum is that order; a GPU's cumsum is a parallel scan, so there the pixels are
-    added in a loop (up to 64x64 pixels; larger planes use cumsum and may differ by 1 rarely)."""
-    if _sequential_cumsum(x.device) or x.shape[-1] > _SEQUENTIAL_MAX:
+    added in a loop up to 64x64 pixels, and larger planes (ImageNet-C's 224x224: 50,176 kernels
+    a call would be slow) are summed on the host: one copy and one wait per call, exact."""
+    if _sequential_cumsum(x.device):
         return x.cumsum(2)[:, :, -1]
+    if x.shape[-1] > _SEQUENTIAL_MAX:
+        return x.cpu().cumsum(2)[:, :, -1].to(x.device)
     total = x[:, :, 0].clone()
     for i in range(1, x.shape[-1]):
         total += x[:, :, i]
@@ -203,23 +226,29 @@ def _nearest_index(in_size: int, out_size: int, device) -> torch.Tensor:
     return torch.tensor([int((i + 0.5) * scale) for i in range(out_size)], device=device)
 
 
-def pixelate_size(size: int, severity: int) -> int:
-    return max(1, int(size * PIXELATE[severity - 1]))
+def pixelate_size(size: int, severity: int, protocol: str = "cifar10-c") -> int:
+    return max(1, int(size * pick(PIXELATE_TABLE, protocol, severity)))
 
 
 @FUNCTIONS.register("pixelate", "digital: box-downsample and nearest upsample")
 def pixelate(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     h, w = images.shape[2:]
-    sh, sw = pixelate_size(h, severity), pixelate_size(w, severity)
+    sh, sw = pixelate_size(h, severity, protocol), pixelate_size(w, severity, protocol)
     small = box_resize(images.to(torch.float64), sh, sw).to(torch.uint8)
     rows = _nearest_index(sh, h, images.device)
     cols = _nearest_index(sw, w, images.device)
     return small.index_select(2, rows).index_select(3, cols)
 
 
-JPEG_QUALITY = (80, 65, 58, 50, 40)
+# ---------------------------------------------------------------- jpeg_compression (the codec: jpeg.py)
+
+JPEG_QUALITY_TABLE = {  # Pillow's `quality`
+    "cifar10-c": (80, 65, 58, 50, 40),
+    "tiny-imagenet-c": (65, 58, 50, 40, 25),
+    "imagenet-c": (25, 18, 15, 10, 7),
+}
 
 
 @FUNCTIONS.register("jpeg_compression", "digital: JPEG encode and decode at low quality")
 def jpeg_compression(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
-    return jpeg_round_trip(images, JPEG_QUALITY[severity - 1])
+    return jpeg_round_trip(images, pick(JPEG_QUALITY_TABLE, protocol, severity))

@@ -18,10 +18,13 @@ All of this is reproduced, including the fixed-point positions, so given the sam
 equals the generator's (checked bit for bit against OpenCV 4.10 and SciPy 1.13 during development)
 up to rare last-bit differences in the affine solve and the Gaussian filter's summation order.
 
-Other sizes: the generator writes its parameters as IMSIZE times factors (IMSIZE = 32 for CIFAR,
-64 for Tiny-ImageNet-C); here IMSIZE = min(H, W), so alpha, sigma and the affine jitter scale with
-min(H, W) / 32 and are the CIFAR values unchanged at 32x32. The three affine points are placed as
-the generator places them (centre +- min(H, W) // 3).
+Protocols: each generator writes its parameters as a base size times factors (FACTORS_TABLE):
+32 (CIFAR-10-C), 64 (Tiny-ImageNet-C) and 244 for ImageNet-C, whose script says 244 where 224 was
+meant; the released data was made with 244, so it is kept. Each protocol's factors are its own
+(ImageNet-C's sigma reaches 0.7 * 244 = 170.8 px, wider than the image: scipy's reflect mode
+reflects again and again, and so does the filter matrix here). "scaled" is robench's own: CIFAR's
+factors with the base min(H, W). The three affine points are placed as the generator places them
+(centre +- min(H, W) // 3) in every protocol.
 """
 
 from __future__ import annotations
@@ -33,10 +36,19 @@ import torch.nn.functional as F
 
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, gaussian_filter_2d
+from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
-# (alpha, sigma, affine jitter) as factors of IMSIZE: 32 * these are the CIFAR floats exactly.
-FACTORS = [(0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]
+# (alpha, sigma, affine jitter) as factors of a base size (BASE_SIZE), per protocol; base * factor
+# is computed as the generators compute it, so the floats are theirs ("scaled" reads cifar10-c's).
+FACTORS_TABLE = {
+    "cifar10-c": ((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
+    "tiny-imagenet-c": ((0.0, 0.0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03), (0.16, 0.03, 0.02)),
+    "imagenet-c": ((2.0, 0.7, 0.1), (2.0, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)),
+}
+# The generators' IMSIZE; ImageNet-C's script multiplies by 244 (sic: 224 was meant, the released
+# data has 244). "scaled" uses min(H, W).
+BASE_SIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 244}
 
 # OpenCV warpAffine's fixed point: positions in 1/1024 px, rounded to 1/32 px for interpolation.
 AB_BITS, INTER_BITS = 10, 5
@@ -142,17 +154,19 @@ def map_coordinates_reflect(image: torch.Tensor, dy: torch.Tensor, dx: torch.Ten
     return out.to(torch.float32)
 
 
-def parameters(severity: int, h: int, w: int) -> tuple[float, float, float]:
-    """(alpha, sigma, affine jitter) for an h x w image: IMSIZE * factor with IMSIZE = min(h, w)."""
-    size = min(h, w)
-    return tuple(size * f for f in FACTORS[severity - 1])
+def parameters(severity: int, h: int, w: int, protocol: str = "cifar10-c") -> tuple[float, float, float]:
+    """(alpha, sigma, affine jitter) for an h x w image: base * factor, base = the protocol's
+    IMSIZE (min(h, w) for "scaled")."""
+    base = min(h, w) if protocol == "scaled" else BASE_SIZE[protocol]
+    return tuple(base * f for f in pick(FACTORS_TABLE, protocol, severity))
 
 
-def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, noise_y) -> torch.Tensor:
+def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, noise_y,
+          protocol: str = "cifar10-c") -> torch.Tensor:
     """The deterministic part, given the draws: offsets (n, 3, 2) float32, the affine points' moves
-    (U(-a, a) cast to float32); noise_x / noise_y (n, H, W) float64 in U(-1, 1) (unused at severity 1)."""
+    (U(-a, a) cast to float32); noise_x / noise_y (n, H, W) float64 in U(-1, 1) (unused when alpha is 0)."""
     n, _, h, w = images.shape
-    alpha, sigma, _ = parameters(severity, h, w)
+    alpha, sigma, _ = parameters(severity, h, w, protocol)
     image = exact_div(images.to(torch.float32), 255)
     src = torch.tensor(affine_points(h, w), dtype=torch.float32, device=images.device)
     image = warp_affine(image, get_affine_transform(src + offsets, h, w))
@@ -166,7 +180,7 @@ def apply(images: torch.Tensor, severity: int, offsets: torch.Tensor, noise_x, n
 @FUNCTIONS.register("elastic_transform", "digital: affine jitter plus a smoothed random displacement field")
 def elastic_transform(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     n, _, h, w = images.shape
-    alpha, _, affine = parameters(severity, h, w)
+    alpha, _, affine = parameters(severity, h, w, protocol)
 
     def uniform(low: float, high: float, *shape):  # NumPy's uniform: low + (high - low) * U[0, 1)
         u = draws.rand(generator, shape, device=images.device, dtype=torch.float64)
@@ -174,4 +188,4 @@ def elastic_transform(images: torch.Tensor, severity: int, generator: draws.Sour
 
     offsets = uniform(-affine, affine, n, 3, 2).to(torch.float32)
     noise_x, noise_y = (uniform(-1, 1, n, h, w), uniform(-1, 1, n, h, w)) if alpha != 0 else (None, None)
-    return apply(images, severity, offsets, noise_x, noise_y)
+    return apply(images, severity, offsets, noise_x, noise_y, protocol)

@@ -316,8 +316,22 @@ def upsample_h2v2_fancy(c: torch.Tensor) -> torch.Tensor:
     return torch.addmm(b, rows.view(-1, w), m).floor_().view(n, ch, 2 * h, 2 * w)
 
 
+# On the CPU the round trip runs on pieces of about this many pixels per channel (16 images of
+# 64x64, one of 224x224): its float64 intermediates then stay in cache. Measured on one core:
+# 1.9x faster per image than whole batches at 224 px, 2.3x at 64 px (the engine's pieces are 4x
+# larger, sized for the other corruptions).
+CPU_PIECE_PIXELS = 1 << 16
+
+
 def jpeg_round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> uint8: Pillow's save(quality=q) then decode, via libjpeg-turbo."""
+    piece = max(1, CPU_PIECE_PIXELS // (images.shape[2] * images.shape[3]))
+    if images.device.type == "cpu" and images.shape[0] > piece:
+        return torch.cat([_round_trip(part, quality) for part in images.split(piece)])
+    return _round_trip(images, quality)
+
+
+def _round_trip(images: torch.Tensor, quality: int) -> torch.Tensor:
     n, _, h, w = images.shape
     passes, quantisers = _plan(quality, images.device.type, images.device.index)
     # Chroma needs the image padded to an even height and a whole number of 16-px MCUs wide
