@@ -148,6 +148,14 @@ def test_bad_folders(tmp_path):
     with pytest.raises(RobenchError, match="ImageNet validation set not found"):
         load_split("imagenet", False)
     with pytest.raises(RobenchError, match="is an evaluation dataset"):
+        load_split("imagenet", True)
+    with pytest.raises(RobenchError, match="Tiny-ImageNet .* not found"):
         load_split("tiny-imagenet", True)
+    (tmp_path / "evalonly" / "val" / "a").mkdir(parents=True)
+    with pytest.raises(RobenchError, match="needs a train/<class>/ folder"):
+        load_split(f"folder:{tmp_path / 'evalonly' / 'val'}", True)
+    (tmp_path / "evalonly" / "train").mkdir()
+    with pytest.raises(RobenchError, match="holds no images"):
+        load_split(f"folder:{tmp_path / 'evalonly'}", False)
     with pytest.raises(RobenchError, match="does not apply to tiny-imagenet"):
         load_split("tiny-imagenet", False, subset="robustbench-5k")
