@@ -128,6 +128,36 @@ def test_frost_is_a_weighted_window_of_a_texture(protocol, photographs):
         assert found
 
 
+@pytest.mark.parametrize("protocol", list(SETS))
+def test_golden_frost_images_are_windows_of_our_textures(protocol, photographs):
+    """Every checked golden frost image is exactly floor(c0 * x + c1 * window) for some window of
+    one of robench's textures: the 0.3 resize (64 px) and the full photographs (224 px) are the
+    generator's, to the bit. Two images per severity; candidate windows are those that give the
+    image's darkest pixel (never saturated, so few match)."""
+    folder, size, _, _ = SETS[protocol]
+    clean = inputs(protocol).double()
+    per = clean.shape[0]
+    golden = torch.from_numpy(np.load(golden_dir(protocol) / "frost.npy")).permute(0, 3, 1, 2)
+    bank = texture_bank(size, size, "cpu", "official", protocol)
+    textures = [bank.textures[t, :h, :w].permute(2, 0, 1).double() for t, (h, w) in enumerate(bank.sizes.tolist())]
+    for severity, (c0, c1) in enumerate(weather.FROST[protocol], 1):
+        for i in range(2):
+            target, x = golden[(severity - 1) * per + i], clean[i]
+            ar, ac = divmod(target.int().sum(0).argmin().item(), size)
+            found = False
+            for tex in textures:
+                starts = tex[:, ar : ar + tex.shape[1] - size, ac : ac + tex.shape[2] - size]  # window start < last
+                pixel = (c0 * x[:, ar : ar + 1, ac : ac + 1] + c1 * starts).clamp(0, 255).floor()
+                for r, c in (pixel == target[:, ar : ar + 1, ac : ac + 1]).all(0).nonzero().tolist():
+                    window = tex[:, r : r + size, c : c + size]
+                    if torch.equal((c0 * x + c1 * window).clamp(0, 255).floor().to(torch.uint8), target):
+                        found = True
+                        break
+                if found:
+                    break
+            assert found, (protocol, severity, i)
+
+
 # ---- each generator's parameters reach the code ------------------------------------------------
 
 
