@@ -22,7 +22,12 @@ byte-identical to the official files (the md5s in `FILES` below), and so is its 
 `pip install imagecorruptions --no-deps` installs them without its heavy dependencies.
 
 Decoding uses Pillow once per process (not on the hot path); the shrunk textures are cached per
-size and device.
+protocol, size and device.
+
+How each generator shrinks the photographs before cutting an H x W window (`SHRINK`): CIFAR-10-C
+by 0.2, Tiny-ImageNet-C by 0.3, both with `cv2.resize(fx, fy)`'s bilinear interpolation on 8-bit
+images (re-stated exactly in `cv2_resize_linear`), ImageNet-C not at all. Protocol "scaled" shrinks
+by 0.2 * min(H, W) / 32 with an antialiased bilinear resize (robench's own; see `_shrink`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ FILES = (
     ("frost4.jpg", "d70b9d6aa0b1fe7bd8133b113787e078", 36_734, (350, 527)),
     ("frost5.jpg", "50984ae2c871b7df2c28f1d71ca460a0", 155_150, (495, 660)),
 )
+
+# The generators' resize factor of the photographs (None: used at full size); "scaled" has its own rule.
+SHRINK = {"cifar10-c": 0.2, "tiny-imagenet-c": 0.3, "imagenet-c": None}
 
 # Colour mean and standard deviation (RGB, 0..255) of each photograph after the 0.2 shrink: the
 # procedural stand-in is scaled to these so that frost keeps its strength without the photographs.
@@ -208,10 +216,16 @@ def _originals(source: str) -> list[torch.Tensor]:
     return [_photographs[name] for name, *_ in FILES]
 
 
-def _shrink(texture: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Shrink a photograph for an h x w image: by 0.2 at 32 px (exactly [2::5, 2::5], which is what
-    cv2.resize(fx=0.2) computes), by 0.2 * min(h, w) / 32 otherwise, and never below (h + 1, w + 1)
-    so that a window of h x w has at least one start position per axis."""
+def _shrink(texture: torch.Tensor, h: int, w: int, protocol: str = "scaled") -> torch.Tensor:
+    """Shrink a photograph for an h x w image as `protocol`'s generator does (`SHRINK`).
+
+    "scaled" (robench's own): by 0.2 at 32 px (exactly [2::5, 2::5], which is what
+    cv2.resize(fx=0.2) computes), by 0.2 * min(h, w) / 32 otherwise with an antialiased bilinear
+    resize, and never below (h + 1, w + 1) so that a window of h x w has at least one start
+    position per axis. "cifar10-c" (32 px) is the same [2::5, 2::5]."""
+    if protocol in SHRINK and protocol != "cifar10-c":
+        factor = SHRINK[protocol]
+        return texture if factor is None else cv2_resize_linear(texture, factor)
     height, width = texture.shape[:2]
     if min(h, w) == 32:
         sub = texture[2::5, 2::5]
@@ -224,13 +238,58 @@ def _shrink(texture: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
 
 
-def texture_bank(h: int, w: int, device, textures: str = "auto") -> TextureBank:
-    """The textures of choice `textures` (one of FROST_TEXTURES) for h x w images on `device`
-    (built once per source, size and device)."""
+_COEF_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS: bilinear weights in 1/2048
+
+
+def _linear_taps(src: int, dst: int, factor: float, columns: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenCV's bilinear taps along one axis: source index pairs (dst, 2) and integer weights (dst, 2).
+
+    Position (d + 0.5) / factor - 0.5 in double, rounded to float32; its fraction's weights
+    1 - f and f times 2048 are each rounded (half to even) to 16-bit integers. Past an edge,
+    columns use the edge pixel alone (weights 2048, 0) while rows keep their weights on clamped
+    row indices (only upscaling reaches an edge)."""
+    scale = 1.0 / factor
+    pos = ((torch.arange(dst, dtype=torch.float64) + 0.5) * scale - 0.5).to(torch.float32)
+    first = pos.floor()
+    frac = pos - first
+    first = first.long()
+    if columns:
+        frac = torch.where((first < 0) | (first >= src - 1), 0.0, frac)
+        first = first.clamp(0, src - 1)
+    second = (first + 1).clamp(0, src - 1)
+    first = first.clamp(0, src - 1)
+    one = float(1 << _COEF_BITS)
+    weights = torch.stack([((1 - frac) * one).round(), (frac * one).round()], 1).long()
+    return torch.stack([first, second], 1), weights
+
+
+def cv2_resize_linear(image: torch.Tensor, factor: float) -> torch.Tensor:
+    """cv2.resize(image, (0, 0), fx=factor, fy=factor) (INTER_LINEAR) for uint8 (H, W, C), bit-exact
+    (checked against OpenCV 4.10 on the photographs and random images, factors 0.2 to 2.5), except
+    at factor 0.5, where OpenCV switches to its area average.
+
+    The output is round(W * factor) x round(H * factor) (half to even); rows are interpolated
+    first with 11-bit integer weights into int32 sums, then columns as OpenCV's fixed-point
+    vertical pass does: ((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2 >> 2."""
+    height, width = image.shape[:2]
+    out_h, out_w = round(height * factor), round(width * factor)
+    cols, col_w = _linear_taps(width, out_w, factor, columns=True)
+    rows, row_w = _linear_taps(height, out_h, factor, columns=False)
+    x = image.to(torch.int64)
+    horizontal = x[:, cols[:, 0]] * col_w[:, 0, None] + x[:, cols[:, 1]] * col_w[:, 1, None]  # (H, out_w, C)
+    top, bottom = horizontal[rows[:, 0]] >> 4, horizontal[rows[:, 1]] >> 4
+    b0, b1 = row_w[:, 0, None, None], row_w[:, 1, None, None]
+    out = (((b0 * top) >> 16) + ((b1 * bottom) >> 16) + 2) >> 2
+    return out.clamp_(0, 255).to(torch.uint8)
+
+
+def texture_bank(h: int, w: int, device, textures: str = "auto", protocol: str = "scaled") -> TextureBank:
+    """The textures of choice `textures` (one of FROST_TEXTURES) for h x w images on `device`,
+    shrunk as `protocol`'s generator does (built once per source, protocol, size and device)."""
     source = resolve_frost(textures)
-    key = (source, h, w, str(device))
+    key = (source, protocol, h, w, str(device))
     if key not in _banks:
-        shrunk = [_shrink(t, h, w) for t in _originals(source)]
+        shrunk = [_shrink(t, h, w, protocol) for t in _originals(source)]
         height = max(t.shape[0] for t in shrunk)
         width = max(t.shape[1] for t in shrunk)
         padded = torch.zeros((len(shrunk), height, width, 3), dtype=torch.uint8)

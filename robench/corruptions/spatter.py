@@ -19,10 +19,14 @@ all of them matched OpenCV 4.10 bit for bit on thousands of layers.
 Mud: `m = gaussian(float(L > threshold), 0.6)` (float64, 'nearest'), `m[m < 0.8] = 0`,
 `out = clip(x * (1 - m) + m * (63, 42, 20) / 255, 0, 1) * 255` in float32.
 
-Other sizes: the Gaussian sigmas (in pixels) scale with min(H, W) / 32, and the layer's noise
-amplitude with them so that the blurred layer keeps its spread (else larger images would get
-almost no drops, and an empty water layer blackens the image); the 3x3 kernels and the distance
-cap of 20 px stay as they are (the ImageNet-C generator keeps them at 224 px too).
+Parameters: one table per protocol (`SPATTER`, read with protocol.pick). The three generators run
+the same code with their own tables, whose sigmas are in pixels of their image size (the 3x3
+kernels and the distance cap of 20 px are the same at 32, 64 and 224 px).
+
+Protocol "scaled" (robench's own, any size): CIFAR's table with the Gaussian sigmas (in pixels)
+scaled by min(H, W) / 32, and the layer's noise amplitude with them so that the blurred layer keeps
+its spread (else larger images would get almost no drops, and an empty water layer blackens the
+image); the 3x3 kernels and the distance cap stay as they are.
 """
 
 from __future__ import annotations
@@ -32,16 +36,34 @@ import torch.nn.functional as F
 
 from robench.corruptions import draws
 from robench.corruptions._ops import exact_div, gaussian_filter_2d, gaussian_kernel1d
+from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
-# (mean, std, sigma, threshold, intensity, mud) per severity.
-SPATTER = [
-    (0.62, 0.1, 0.7, 0.7, 0.5, False),
-    (0.65, 0.1, 0.8, 0.7, 0.5, False),
-    (0.65, 0.3, 1.0, 0.69, 0.5, False),
-    (0.65, 0.1, 0.7, 0.69, 0.6, True),
-    (0.65, 0.1, 0.5, 0.68, 0.6, True),
-]
+# (mean, std, sigma, threshold, intensity, mud) per severity, per generator (make_cifar_c.py,
+# make_tinyimagenet_c.py, make_imagenet_c.py). For mud, `intensity` is the sigma of the mask's blur.
+SPATTER = {
+    "cifar10-c": (
+        (0.62, 0.1, 0.7, 0.7, 0.5, False),
+        (0.65, 0.1, 0.8, 0.7, 0.5, False),
+        (0.65, 0.3, 1.0, 0.69, 0.5, False),
+        (0.65, 0.1, 0.7, 0.69, 0.6, True),
+        (0.65, 0.1, 0.5, 0.68, 0.6, True),
+    ),
+    "tiny-imagenet-c": (
+        (0.62, 0.1, 0.7, 0.7, 0.6, False),
+        (0.65, 0.1, 0.8, 0.7, 0.6, False),
+        (0.65, 0.3, 1.0, 0.69, 0.6, False),
+        (0.65, 0.1, 0.7, 0.68, 0.6, True),
+        (0.65, 0.1, 0.5, 0.67, 0.6, True),
+    ),
+    "imagenet-c": (
+        (0.65, 0.3, 4.0, 0.69, 0.6, False),
+        (0.65, 0.3, 3.0, 0.68, 0.6, False),
+        (0.65, 0.3, 2.0, 0.68, 0.5, False),
+        (0.65, 0.3, 1.0, 0.65, 1.5, True),
+        (0.67, 0.4, 1.0, 0.65, 1.5, True),
+    ),
+}
 WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)
 MUD = (63 / 255.0, 42 / 255.0, 20 / 255.0)
 
@@ -231,13 +253,13 @@ def _noise_gain(sigma: float) -> float:
     return float(sum(k * k for k in gaussian_kernel1d(sigma))) if sigma > 1e-15 else 1.0
 
 
-def liquid_layer(noise: torch.Tensor, severity: int, scale: float = 1.0) -> torch.Tensor:
+def liquid_layer(noise: torch.Tensor, severity: int, scale: float = 1.0, protocol: str = "cifar10-c") -> torch.Tensor:
     """L = gaussian(mean + std * noise, sigma) with L < threshold set to 0; noise (n, H, W) ~ N(0, 1).
 
     At other sizes sigma is scaled, and so is the noise amplitude, by the factor that keeps the
     filtered layer's spread (a wider blur averages more noise away): the drops keep their frequency
     and grow with the image instead of vanishing (an empty water layer turns the image black)."""
-    mean, std, sigma, threshold, _, _ = SPATTER[severity - 1]
+    mean, std, sigma, threshold, _, _ = pick(SPATTER, protocol, severity)
     if scale != 1:
         std, sigma = std * _noise_gain(sigma) / _noise_gain(sigma * scale), sigma * scale
     layer = gaussian_filter_2d(mean + std * noise, sigma, "nearest")
@@ -255,13 +277,14 @@ def water_mask(layer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return l8, d
 
 
-def apply(images: torch.Tensor, severity: int, noise: torch.Tensor) -> torch.Tensor:
+def apply(images: torch.Tensor, severity: int, noise: torch.Tensor, protocol: str = "cifar10-c") -> torch.Tensor:
     """The deterministic part, given the standard normal draws noise (n, H, W) float64."""
     n, _, h, w = images.shape
-    scale = min(h, w) / 32
-    _, _, _, threshold, intensity, mud = SPATTER[severity - 1]
+    # Official tables are in their own pixels; "scaled" (and direct calls at other sizes) scale CIFAR's.
+    scale = min(h, w) / 32 if protocol in ("scaled", "cifar10-c") else 1.0
+    _, _, _, threshold, intensity, mud = pick(SPATTER, protocol, severity)
     x = exact_div(images.to(torch.float32), 255)
-    layer = liquid_layer(noise, severity, scale)
+    layer = liquid_layer(noise, severity, scale, protocol)
     if mud:
         m = gaussian_filter_2d((layer > threshold).to(torch.float64), intensity * scale, "nearest")
         m = torch.where(m < 0.8, 0.0, m)[:, None]  # (n, 1, H, W) float64
@@ -284,4 +307,4 @@ def spatter(images: torch.Tensor, severity: int, generator: draws.Source, protoc
     n, _, h, w = images.shape
     # Standard normal draws in float32 (6x faster than float64 on CPU; the same distribution).
     noise = draws.randn(generator, (n, h, w), device=images.device).to(torch.float64)
-    return apply(images, severity, noise)
+    return apply(images, severity, noise, protocol)

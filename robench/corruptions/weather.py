@@ -1,19 +1,23 @@
 """Weather corruptions: frost and fog, batched, with per-image random draws.
 
 frost: `clip(c0 * x + c1 * crop, 0, 255)` in float64, where `crop` is a random window of one of the
-five frost photographs (frost1..5; the generator never picks frost6), shrunk by 0.2 the way the
-generator's `cv2.resize(fx=0.2)` does (which is exactly `texture[2::5, 2::5]`). Which textures is an
+five frost photographs (frost1..5; the generator never picks frost6), shrunk as the protocol's
+generator does (at 32 px its `cv2.resize(fx=0.2)`, which is exactly `texture[2::5, 2::5]`). Which textures is an
 explicit choice, `textures=` one of "auto", "official", "procedural" (see `frost_textures.py`).
 
 fog: `x + t * plasma`, rescaled by `max / (max + t)` with `max` the image's global maximum, in
 float64. The plasma map is the generator's diamond-square fractal, whose noise amplitude is
 wibble**2 (a bug of the original, kept); every image gets its own map.
 
-Sizes other than 32x32 (scale = min(H, W) / 32, parameters at 32x32 are the CIFAR ones unchanged):
-- frost shrinks the photographs by 0.2 * scale (never below what a window of H x W needs);
-  Tiny-ImageNet-C (64 px) uses 0.3 and ImageNet-C (224 px) 1.0, so this is the same idea, linear.
-- fog draws a plasma map of the next power of two >= max(H, W) and keeps its top-left H x W, as the
-  64-px (map 64) and 224-px (map 256, crop 224) generators do.
+Parameters: one table per protocol (`FROST`, `FOG`, read with protocol.pick); the generators
+differ in code only where they must for their image size (docs/faithfulness.md):
+- frost: the photographs are shrunk by 0.2 for CIFAR-10-C (32 px), by 0.3 with cv2.resize's
+  bilinear interpolation for Tiny-ImageNet-C (64 px), and not at all for ImageNet-C (224 px);
+  the window is always H x W (frost_textures.texture_bank).
+- fog: the plasma map is 32, 64 or 256 px and its top-left H x W is kept.
+Protocol "scaled" (robench's own, any size): CIFAR's tables; frost shrinks the photographs by
+0.2 * min(H, W) / 32 (never below what a window of H x W needs), fog draws a map of the next
+power of two >= max(H, W).
 """
 
 from __future__ import annotations
@@ -22,12 +26,24 @@ import torch
 
 from robench.corruptions import draws, frost_textures
 from robench.corruptions._ops import to_unit
+from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
-# (image weight, frost weight) per severity.
-FROST = [(1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)]
-# (strength t, wibble decay) per severity.
-FOG = [(0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)]
+# (image weight, frost weight) per severity, per generator (make_cifar_c.py, make_tinyimagenet_c.py,
+# make_imagenet_c.py).
+FROST = {
+    "cifar10-c": ((1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+    "tiny-imagenet-c": ((1.0, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55)),
+    "imagenet-c": ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+}
+# (strength t, wibble decay) per severity, per generator.
+FOG = {
+    "cifar10-c": ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)),
+    "tiny-imagenet-c": ((0.4, 3.0), (0.7, 3.0), (1.0, 2.5), (1.5, 2.0), (2.0, 1.75)),
+    "imagenet-c": ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+}
+# The generators' plasma map sizes (plasma_fractal's default mapsize in each script).
+FOG_MAPSIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 256}
 
 
 def _randint(high: torch.Tensor, generator: draws.Source) -> torch.Tensor:
@@ -45,8 +61,8 @@ def frost(images: torch.Tensor, severity: int, generator: draws.Source, textures
     or network), or "auto" (official when available, else procedural). `corrupt(..., frost=...)`
     passes it; `frost_textures.resolve_frost(textures)` says which source a choice uses."""
     n, _, h, w = images.shape
-    image_weight, frost_weight = FROST[severity - 1]
-    bank = frost_textures.texture_bank(h, w, images.device, textures)
+    image_weight, frost_weight = pick(FROST, protocol, severity)
+    bank = frost_textures.texture_bank(h, w, images.device, textures, protocol)
     # Draws: the texture (randint(5)), then the window's top row and left column, each exclusive of
     # its upper bound as in the generator (so the last possible start is never used).
     idx = draws.randint(generator, len(bank.sizes), (n,), device=images.device)
@@ -99,8 +115,9 @@ def plasma_fractal(n: int, mapsize: int, decay: float, generator: draws.Source, 
 @FUNCTIONS.register("fog", "weather: plasma-fractal haze")
 def fog(images: torch.Tensor, severity: int, generator: draws.Source, protocol: str = "cifar10-c") -> torch.Tensor:
     n, _, h, w = images.shape
-    strength, decay = FOG[severity - 1]
-    mapsize = 1 << (max(h, w) - 1).bit_length()  # next power of two >= max(h, w); 32 at 32x32
+    strength, decay = pick(FOG, protocol, severity)
+    # "scaled": the next power of two >= max(h, w) (32 at 32 px, as CIFAR's).
+    mapsize = FOG_MAPSIZE.get(protocol, 1 << (max(h, w) - 1).bit_length())
     plasma = plasma_fractal(n, mapsize, decay, generator, images.device)[:, None, :h, :w]
     x = to_unit(images)  # float64
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)  # over H, W and channels, as the generator
