@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo venv fashion-mnist chromium results results-report clean bench gpu-check
+.PHONY: test demo demo-full venv fashion-mnist chromium results results-report clean bench gpu-check
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ test: venv fashion-mnist chromium
 
 demo: venv
 	$(BIN)/robench demo
+
+demo-full: venv
+	$(BIN)/robench demo --full
 
 # The example leaderboards committed under results/examples/ (runs go to results/demo/, not committed).
 results: venv fashion-mnist
