@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path in one prepared command: `make gpu-check` or `bash benchmarks/gpu_check.sh OUT_DIR`.
 #
-# On a machine with CUDA it runs, in under 7 minutes and without installing anything (plain
+# On a machine with CUDA it runs, in under 10 minutes and without installing anything (plain
 # python3 with PYTHONPATH=.; needs torch, torchvision, numpy, pyyaml, typer, rich, pandas, not
 # `datasets`):
 #   1. the CUDA-marked tests (tests/runtime/test_cuda.py)                             -> tests.log, tests.xml
@@ -9,6 +9,8 @@
 #   3. benchmarks/eval_throughput.py --device cuda: ResNet-18, clean + 19 x 5 -> eval.jsonl
 #   4. benchmarks/augment.py --device cuda: batches of 512 and 4096           -> augment.jsonl
 #   5. benchmarks/train_step.py --device cuda --model resnet18 (+ epochs)     -> train_step.jsonl
+#   6. benchmarks/family_device.py --device cuda: ImageNet-C at 224 px, Tiny-ImageNet-C, C-bar,
+#      CIFAR-10-P and streamed JPEG eval with a ResNet-50, each against its target -> family.jsonl
 # and writes summary.md (each figure next to its target) into OUT_DIR. Each step has a time
 # limit, so a hang costs that step only; the exit status is 1 if any step failed.
 # Without CUDA it says so in one line and exits 0.
@@ -49,6 +51,8 @@ step eval 120 "$PYTHON" benchmarks/eval_throughput.py --device cuda --model resn
 step augment 45 "$PYTHON" benchmarks/augment.py --device cuda --cuda-batches 512,4096 --repeats 5
 step train_step 80 "$PYTHON" benchmarks/train_step.py --device cuda --model resnet18 --batch 128 --repeats 10 \
     --epoch-images 50000
+step family 150 "$PYTHON" benchmarks/family_device.py --device cuda --n224 500 --n64 1000 --n32 1000 \
+    --sequences 500 --stream 1000
 mv "$OUT/tests.jsonl" "$OUT/tests.txt"  # pytest's own report, not JSON
 "$PYTHON" benchmarks/gpu_summary.py "$OUT" > "$OUT/summary.md" && cat "$OUT/summary.md"
 exit $failed
