@@ -8,8 +8,9 @@ A cell is committed the moment it is counted: under the lock the CSV is read, th
 put in place of the same cell) and the file rewritten atomically and fsynced, so a kill loses at
 most the cell in progress and two evaluations of one run never lose each other's cells.
 
-The CSV holds the cells of one *identity*: dataset, source, seed, number of images and the
-SHA-256 of the checkpoint they were computed with (recorded in the .json). A cell is done when a
+The CSV holds the cells of one *identity* (IDENTITY): dataset, source, seed, number of images,
+benchmark, protocol, storage step, subset and the SHA-256 of the checkpoint they were computed with
+(recorded in the .json). A cell is done when a
 row of the same identity holds it (a frost cell also with the same frost textures); an evaluation
 of another identity (a retrained checkpoint, another seed or --limit) drops the rows of the old
 one, because a file mixing them could not be ranked. The .json keeps the list of evaluations
