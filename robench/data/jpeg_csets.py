@@ -37,6 +37,11 @@ class JpegRelease:
     folder: str  # where it lives in the data dir
     archives: tuple[Archive, ...]
 
+    @property
+    def protocol(self) -> str:
+        """The generator table that made it (corruptions.protocol.PROTOCOLS): its own name."""
+        return self.name
+
     def url(self, archive: Archive) -> str:
         return f"https://zenodo.org/records/{self.record}/files/{archive.filename}?download=1"
 

@@ -221,6 +221,8 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
                                f"generator (leave --protocol out)")
         protocol, storage, tag = PROTOCOL_OF[benchmark], "none", benchmark
     setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, subset_name(cfg.subset))
+    if setting.subset != "all":  # a subset's cells get their own file, beside the whole set's
+        tag = "-".join(part for part in (tag, setting.subset) if part)
     return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
 
 

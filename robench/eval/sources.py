@@ -56,7 +56,7 @@ def resolve_protocol(requested: str, storage: bool, size: tuple[int, int], sourc
     recorded. The tag is empty for the dataset's own choice and names the protocol otherwise, so
     two protocols' cells never share an eval CSV."""
     if source == "official":
-        release = csets.release_for(dataset)
+        release = csets.release_for(dataset) or jpeg_csets.release_for(dataset)
         if requested not in ("auto", release.protocol):
             raise RobenchError(f"the released {release.name} files were made with protocol {release.protocol}, not "
                                f"{requested}; use --source generated for --protocol {requested}")
