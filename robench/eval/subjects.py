@@ -98,7 +98,7 @@ def build_member(spec: str, num_classes: int, options: ModelOptions) -> tuple[nn
         raise RobenchError(f"{spec} needs --checkpoint FILE (its trained weights); to evaluate a run, give its folder")
     description["pretrained"] = options.pretrained
     conv = external.convention("library" if kind == "library" else kind, spec, options.input_range,
-                               options.normalize, options.image_size)
+                               options.normalize, options.image_size, options.pretrained)
     description["input"] = external.convention_dict(conv)
     model = external.InputAdapter(model, conv)
     eval_mode(model)

@@ -136,6 +136,23 @@ def library_normalization(spec: str) -> tuple[tuple[float, ...], tuple[float, ..
     return IMAGENET  # every torchvision classification weight uses the ImageNet statistics
 
 
+def library_input_size(spec: str) -> int | None:
+    """The square input side a library's pretrained weights were evaluated at (timm's
+    pretrained_cfg input_size, torchvision's weights transforms' crop size), or None when unknown."""
+    library, name = spec.split(":", 1)
+    if library == "timm":
+        cfg = _import("timm").models.get_pretrained_cfg(name)
+        size = (cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg or {})).get("input_size")
+        return int(size[-1]) if size and size[-1] == size[-2] else None
+    from torchvision import models
+
+    try:
+        crop = models.get_model_weights(name).DEFAULT.transforms().crop_size
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return int(crop[0]) if crop else None
+
+
 def _import(library: str):
     try:
         return importlib.import_module(library)
@@ -311,13 +328,18 @@ def parse_normalize(text: str | None) -> tuple[tuple[float, ...], tuple[float, .
 
 
 def convention(spec_kind: str, spec: str, input_range: str | None, normalize: str | None,
-               image_size: int | None) -> InputConvention:
-    """The input convention from the flags, defaulting to the model's own."""
+               image_size: int | None, pretrained: bool = False) -> InputConvention:
+    """The input convention from the flags, defaulting to the model's own. A library's pretrained
+    weights also bring their input size: images of another size (e.g. ImageNet-C's 224-px crops
+    for a 288-px timm model) are resized to it on the device, as RobustBench applies a model's
+    own preprocessing on top of the benchmark's images."""
     input_range = input_range or "0-1"
     if input_range not in INPUT_RANGES:
         raise RobenchError(f"--input-range must be {' or '.join(INPUT_RANGES)}, got '{input_range}'")
     if image_size is not None and image_size < 1:
         raise RobenchError(f"--image-size must be at least 1, got {image_size}")
+    if image_size is None and pretrained and spec_kind == "library":
+        image_size = library_input_size(spec)
     chosen = parse_normalize(normalize)
     if chosen is None and spec_kind == "library":
         mean, std = library_normalization(spec)

@@ -33,3 +33,16 @@ def test_the_model_sees_the_same_normalised_input_for_either_range(dtype):
         / torch.tensor(IMAGENET[1]).view(1, 3, 1, 1)
     assert torch.allclose(seen["0-1"], expected, atol=1e-5)
     assert torch.allclose(seen["0-255"], expected, atol=1e-4)
+
+
+def test_pretrained_library_weights_bring_their_input_size():
+    """Pretrained weights are evaluated at their own input size (timm's pretrained_cfg, torchvision's
+    weights transforms): the protocol's 224-px images are resized to it; untrained models, and an
+    explicit --image-size, are left alone."""
+    bit = "timm:resnetv2_50x1_bit.goog_in21k_ft_in1k"  # pretrained at 448 px
+    assert convention("library", bit, None, None, None, pretrained=True).image_size == 448
+    assert convention("library", "torchvision:resnet50", None, None, None, pretrained=True).image_size == 224
+    assert convention("library", bit, None, None, None).image_size is None
+    assert convention("library", bit, None, None, 300, pretrained=True).image_size == 300
+    adapter = InputAdapter(nn.Identity(), convention("library", bit, None, None, None, pretrained=True))
+    assert adapter(torch.zeros(2, 3, 224, 224, dtype=torch.uint8)).shape == (2, 3, 448, 448)
