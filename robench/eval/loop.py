@@ -306,8 +306,8 @@ def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torc
                 sequences = generated_sequences(images, cell.corruption, p.cfg.seed, offset=share.start)
             state = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, cell.corruption,
                                          frames_per_call=batch_size)
-            if distributed.world_size() > 1:
-                for other in distributed.all_gather_objects(state)[1:] if distributed.is_main() else []:
+            if distributed.world_size() > 1:  # a collective: every rank must call it, not only rank 0
+                for other in distributed.all_gather_objects(state)[1:]:
                     state.merge(other)
             bar.advance(n)
             if distributed.is_main():
