@@ -235,7 +235,11 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     store = p.store()
     n = len(test)
     batch_size = eval_batch_size(cfg.batch_size, device)
-    official = open_official(p.folder, test, dataset, names, p.severities) if source == "official" else None
+    # Released files are checked before anything is written; a P-set has no labels.npy (not a C-set).
+    if source == "official" and p.setting.benchmark == "p":
+        psets.OfficialPSet(p.folder).check(names)
+    official = (open_official(p.folder, test, dataset, names, p.severities)
+                if source == "official" and p.setting.benchmark != "p" else None)
     if subject.trained and not (subject.run_dir / RUN_JSON).exists():
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
