@@ -182,6 +182,48 @@ EXTERNAL = ["eval", "small-cnn", "--checkpoint", "{run}/checkpoint.pt", "--out-d
             "contrast", "--severities", "1", "--device", "cpu", "--data-dir", "{data}"]
 GOOD_ROWS = b"corruption,severity,n,correct,error,dataset,source,seed,frost_textures\nclean,0,40,4,90.0000,cifar10,generated,0,\n"
 
+
+# --- the benchmarks, protocols and image folders (the surfaces of --benchmark, --protocol, folder:) ---
+
+def image_tree(name, size=(250, 240), damage=None, layout=("a/x.jpg", "a/y.jpg", "b/z.jpg")):
+    """inputs/<name>: real JPEGs in class folders (224 px once loaded); `damage(folder)` spoils it."""
+    def setup(w):
+        import imagetrees
+
+        for k, file in enumerate(layout):
+            imagetrees.write_jpeg(w / "inputs" / name / file, k, size)
+        if damage:
+            damage(w / "inputs" / name)
+    return setup
+
+
+def cut_jpeg(folder):
+    data = (folder / "j" / "z.jpg").read_bytes()
+    (folder / "j" / "z.jpg").write_bytes(data[: len(data) // 3])
+
+
+def tiny_imagenet_64(w):
+    import imagetrees
+
+    imagetrees.tiny_imagenet(w / "data" / "tiny-imagenet-200", imagetrees.wnids(200), 4)
+
+
+def with_p_csv(content: bytes):
+    def setup(w):
+        (w / "results" / "r" / "eval" / "cifar10-p-generated.csv").write_bytes(content)
+    return setup
+
+
+def wrong_pset(w):
+    (w / "inputs" / "P").mkdir()
+    np.save(w / "inputs" / "P" / "gaussian_noise.npy", np.zeros((N, 31, 32, 32), np.uint8))  # no colour axis
+
+
+P_ROWS = (b"corruption,severity,n,dataset,source,seed,benchmark,protocol,storage,subset,flip_prob,top5_dist,zipf_dist,"
+          b"frames\nbrightness,0,40,cifar10,generated,0,p,cifar10-p,none,all,0.010000,0.020000,0.000100,31\n")
+EVAL_P = ["eval", "{run}", "--benchmark", "p", "--device", "cpu", "--data-dir", "{data}"]
+GENERATE = ["data", "generate", "--out", "{results}/G", "--device", "cpu", "--data-dir", "{data}"]
+
 # (id, argv with {placeholders}, a setup of the world or None, what the one line must say)
 CASES = [
     # unknown names, one per registry
@@ -304,6 +346,65 @@ CASES = [
     ("seeds-unbounded", TRAIN + ["--seeds", "0-99999999"], None, "--seeds '0-99999999' asks for more than 1000 runs"),
     ("demo-epochs-0", ["demo", "--epochs", "0", "--out-dir", "{results}/demo", "--device", "cpu"], None,
      "--epochs must be at least 1, got 0"),
+    # --benchmark, --protocol and image folders (the surfaces wired in for -C-bar, -P, ImageNet-C)
+    ("protocol-unknown", EVAL + ["--protocol", "bogus"], None, "unknown --protocol 'bogus'"),
+    ("protocol-imagenet-c-on-32-px", EVAL + ["--protocol", "imagenet-c"], None, "imagenet-c"),
+    ("protocol-tiny-imagenet-c-on-224-px", EVAL + ["--dataset", "folder:{inputs}/tree", "--protocol", "tiny-imagenet-c"],
+     image_tree("tree"), "tiny-imagenet-c"),
+    ("protocol-cifar10-c-on-224-px", EVAL + ["--dataset", "folder:{inputs}/tree", "--protocol", "cifar10-c"],
+     image_tree("tree"), "cifar10-c"),
+    ("benchmark-unknown", EVAL + ["--benchmark", "q"], None, "unknown --benchmark 'q'"),
+    ("benchmark-unknown-qualified", EVAL_P[:2] + ["--benchmark", "cifar10-z"], None, "unknown --benchmark 'cifar10-z'"),
+    ("p-with-protocol-imagenet-c", EVAL_P + ["--protocol", "imagenet-c"], None, "--protocol imagenet-c is for -C"),
+    ("c-bar-with-protocol-scaled", EVAL_P + ["--benchmark", "c-bar", "--protocol", "scaled"], None,
+     "--protocol scaled is for -C"),
+    ("p-on-224-px", EVAL_P + ["--dataset", "folder:{inputs}/tree"], image_tree("tree"), "defined on 32x32 images"),
+    ("p-on-64-px", EVAL_P + ["--dataset", "tiny-imagenet"], tiny_imagenet_64, "has 64x64"),
+    ("p-with-corruptions-extra", EVAL_P + ["--corruptions", "extra"], None, "--corruptions extra is a -C set"),
+    ("p-with-corruptions-none", EVAL_P + ["--corruptions", "none"], None, "--corruptions none is a -C set"),
+    ("p-unknown-perturbation", EVAL_P + ["--corruptions", "brightness,wobble"], None, "unknown name 'wobble'"),
+    ("p-with-a-c-corruption", EVAL_P + ["--corruptions", "contrast"], None, "unknown name 'contrast'"),
+    ("c-bar-unknown-name", EVAL_P + ["--benchmark", "c-bar", "--corruptions", "wobble"], None, "unknown name 'wobble'"),
+    ("c-bar-official", EVAL_P + ["--benchmark", "c-bar", "--source", "official"], None,
+     "cifar10 has no official C-bar release"),
+    ("p-official-without-files", EVAL_P + ["--source", "official"], None, "official cifar10-p files not found"),
+    ("p-official-for-a-dataset-without-release", EVAL_P + ["--source", "official", "--dataset", "shapes10"], None,
+     "shapes10 has no official perturbation release"),
+    ("p-set-of-wrong-shape", EVAL_P + ["--source", "official", "--c-dir", "{inputs}/P", "--corruptions", "gaussian_noise"],
+     wrong_pset, "gaussian_noise.npy"),
+    ("p-csv-non-number", ["report", "{results}"], with_p_csv(P_ROWS.replace(b"0.010000", b"lots")), "has a malformed row"),
+    ("p-csv-damaged-before-eval", EVAL_P + ["--corruptions", "brightness", "--limit", "4"],
+     with_p_csv(b"corruption,severity\nbrightness,0\n"), "no column"),
+    ("generate-p-no-storage", GENERATE + ["--dataset", "cifar10", "--benchmark", "p", "--no-storage"], None,
+     "--benchmark p has its own generator"),
+    ("generate-c-bar-with-protocol", GENERATE + ["--dataset", "cifar10", "--benchmark", "c-bar", "--protocol", "scaled"],
+     None, "--benchmark c-bar has its own generator"),
+    ("generate-protocol-bogus", GENERATE + ["--dataset", "cifar10", "--protocol", "bogus"], None,
+     "unknown --protocol 'bogus'"),
+    ("generate-imagenet-c-on-32-px", GENERATE + ["--dataset", "cifar10", "--protocol", "imagenet-c", "--corruptions",
+                                                 "contrast"], None, "imagenet-c"),
+    ("generate-benchmark-unknown", GENERATE + ["--dataset", "cifar10", "--benchmark", "r"], None,
+     "unknown --benchmark 'r'"),
+    ("generate-p-on-224-px", GENERATE + ["--dataset", "folder:{inputs}/tree", "--benchmark", "p"], image_tree("tree"),
+     "defined on 32x32 images"),
+    ("generate-p-unknown-perturbation", GENERATE + ["--dataset", "cifar10", "--benchmark", "p", "--corruptions", "fog"],
+     None, "unknown name 'fog'"),
+    ("preview-protocol-bogus", ["data", "preview", "--out", "{results}/p.png", "--protocol", "bogus"], None,
+     "unknown --protocol 'bogus'"),
+    ("preview-imagenet-c-on-32-px", ["data", "preview", "--out", "{results}/p.png", "--protocol", "imagenet-c"], None,
+     "imagenet-c"),
+    ("folder-without-images", EVAL + ["--dataset", "folder:{inputs}/empty"],
+     lambda w: (w / "inputs" / "empty" / "cls").mkdir(parents=True), "holds no images"),
+    ("folder-without-class-folders", EVAL + ["--dataset", "folder:{inputs}/flat"],
+     image_tree("flat", layout=("x.jpg",)), "has no class folders"),
+    ("folder-missing", EVAL + ["--dataset", "folder:{inputs}/nowhere"], None, "not found"),
+    ("folder-train-without-val", TRAIN[:1] + ["--dataset", "folder:{inputs}/tv"] + TRAIN[3:],
+     image_tree("tv", layout=("train/a/x.jpg", "train/b/y.jpg")), "val"),
+    ("report-er-link-bogus", ["report", "{results}", "--er-link", "bogus"], None, "unknown --er-link 'bogus'"),
+    ("report-effective-robustness-unknown-shift", ["report", "{results}", "--effective-robustness", "mars"], None,
+     "mars"),
+    ("download-imagenet-c-bogus-part", ["data", "download", "imagenet-c:bogus", "--data-dir", "{data}"], None,
+     "unknown part of imagenet-c in bogus"),
 ]
 SUBPROCESS = {"usage-not-a-number", "device-tpu-eval", "config-binary", "csv-random-bytes",
               "pt2-damaged"}  # torch logs to the real stderr
@@ -361,7 +462,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, world, monkeypat
 
 
 def test_the_catalogue_is_large_and_each_case_distinct():
-    assert len(CASES) >= 25 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 110 and len({c[0] for c in CASES}) == len(CASES)
 
 
 def contents(folder: Path) -> dict:
@@ -516,3 +617,15 @@ def test_report_ignores_the_staging_folder_of_a_killed_overwrite_and_says_so(wor
     assert code == 0, err
     assert [row["run"] for row in json.loads(out)["leaderboard"]] == ["r"]
     assert err.startswith("warning: ignored ") and ".r.overwrite: a hidden folder" in err and err.count("\n") == 1
+
+
+def test_a_truncated_jpeg_in_a_folder_dataset_is_one_line_and_writes_no_cells(world, monkeypatch, capsys):
+    """Found only when its chunk is decoded (mid-evaluation): one line naming the file, exit 2, and no
+    eval CSV (the .json's entry and run.json are whole files written before any cell)."""
+    image_tree("cut", damage=cut_jpeg, layout=[f"{c}/x.jpg" for c in "abcdefghi"] + ["j/z.jpg"])(world)
+    code, out, err = run_in_process(fill(EVAL + ["--dataset", "folder:{inputs}/cut", "--source", "generated"], world),
+                                    monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "cannot decode image" in lines[0] and "j/z.jpg" in lines[0], err
+    assert "Traceback" not in out + err
+    assert not list((world / "results" / "r" / "eval").glob("folder*.csv"))

@@ -252,7 +252,11 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     store = p.store()
     n = len(test)
     batch_size = eval_batch_size(cfg.batch_size, device)
-    official = open_official(p.folder, test, dataset, names, p.severities) if source == "official" else None
+    # Released files are checked before anything is written; a P-set has no labels.npy (not a C-set).
+    if source == "official" and p.setting.benchmark == "p":
+        psets.OfficialPSet(p.folder).check(names)
+    official = (open_official(p.folder, test, dataset, names, p.severities)
+                if source == "official" and p.setting.benchmark != "p" else None)
     if subject.trained and not (subject.run_dir / RUN_JSON).exists():
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
@@ -323,8 +327,8 @@ def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torc
                 sequences = generated_sequences(images, cell.corruption, p.cfg.seed, offset=share.start)
             state = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, cell.corruption,
                                          frames_per_call=batch_size)
-            if distributed.world_size() > 1:
-                for other in distributed.all_gather_objects(state)[1:] if distributed.is_main() else []:
+            if distributed.world_size() > 1:  # a collective: every rank must call it, not only rank 0
+                for other in distributed.all_gather_objects(state)[1:]:
                     state.merge(other)
             bar.advance(n)
             if distributed.is_main():

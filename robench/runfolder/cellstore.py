@@ -95,6 +95,8 @@ class CellStore:
         """Record this evaluation in the .json and return the cells of `cells` still to compute (all
         of them with `force`). Fails with a one-line error before any work if the folder is not
         writable."""
+        if self.path.exists():  # a damaged CSV is refused before the lock file is made (nothing written)
+            read_eval_csv(self.path)
         with locked(self.path):
             rows, meta = self._load()
             on_disk = read_eval_csv(self.path) if self.path.exists() else []
