@@ -26,6 +26,7 @@ from robench.corruptions.perturbations import generated_sequences
 from robench.corruptions.protocol import CHUNK, parse_severities
 from robench.data import Split, load_split, psets
 from robench.data.download import set_data_dir
+from robench.data.stream import StreamedSplit
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import Cell, requested
@@ -312,7 +313,10 @@ def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torc
     if official is not None:
         n = min(n, official.check(p.names))
     share = _chunk_share(n)
-    images = p.test.images[share].to(device) if official is None else None
+    images = None
+    if official is None:  # the sequences start from this rank's test images (decoded, for image files)
+        images = (p.test.read(share.start, share.stop) if isinstance(p.test, StreamedSplit) else p.test.images[share])
+        images = images.to(device)
     forward = Forward(model, batch_size, device, echo)
     echo(f"evaluating {' + '.join(p.subject.specs)} on {p.subject.dataset}-P ({n} sequences x {len(p.names)} "
          f"perturbations, {p.source}) on {device_name(device)}"
