@@ -334,7 +334,8 @@ def data_generate(
         steps = len(names) * (len(SEVERITIES) if benchmark == "c-bar" else 1)
         with progress_bar("generate", total=steps * n) as bar:
             if benchmark == "c-bar":
-                csets.write_generated_bar(images, labels, out, names, seed, on_cell=lambda c, s: bar.advance(n))
+                csets.write_generated(images, labels, out, names, seed, on_cell=lambda c, s: bar.advance(n),
+                                      benchmark="c-bar")
             else:
                 psets.write_generated(images, out, names, seed, on_file=lambda name, count: bar.advance(n))
         typer.echo(f"wrote {dataset}-{benchmark} ({len(names)} {'perturbations' if benchmark == 'p' else 'corruptions'}"

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from robench.corruptions.cbar import generated_bar_batches
-from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS
 from robench.corruptions.protocol import CHUNK, SEVERITIES
 from robench.corruptions.registry import generated_batches
 from robench.data.download import data_dir, extract_tar, fetch
@@ -126,37 +126,56 @@ class OfficialCSet:
 
 
 def write_generated(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str], seed: int,
-                    on_cell=None, frost: str = "auto", protocol: str | None = None, storage: bool = True) -> Path:
-    """Write a C-set in the official layout from robench's own corruptions.
+                    on_cell=None, frost: str = "auto", protocol: str | None = None, storage: bool = True,
+                    benchmark: str = "c") -> Path:
+    """Write a C-set in the official layout from robench's own corruptions (-C, or with
+    benchmark="c-bar" CIFAR-10-C-bar's, which CIFAR-100-C-bar shares).
 
     `<out>/<corruption>.npy` uint8 (5N, H, W, 3) severity-major and `labels.npy` (uint8 when the
     labels fit, the test labels tiled 5 times). The corruptions are drawn exactly as `robench eval
     --source generated` draws them (same chunk-keyed seeds), so evaluating these files gives the
-    same numbers (with the same `frost` textures). Each file is filled through a temporary memmap and renamed when complete.
-    """
+    same numbers (with the same `frost` textures). Resumable per file (`fill_npy`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n, _, h, w = images.shape
     label_dtype = np.uint8 if int(labels.max()) < 256 else np.int64
     _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), len(SEVERITIES)))
+
+    def draw(name: str, severity: int):
+        if benchmark == "c-bar":
+            return generated_bar_batches(images, name, severity, seed, CHUNK)
+        return generated_batches(images, name, severity, seed, CHUNK, frost=frost, protocol=protocol, storage=storage)
+
     for name in corruptions:
-        tmp = out / f".{name}.npy.partial"
-        try:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(SEVERITIES) * n, h, w, 3))
+        def fill(array: np.ndarray) -> None:
             for severity in SEVERITIES:
-                for start, batch in generated_batches(images, name, severity, seed, CHUNK, frost=frost,
-                                                      protocol=protocol, storage=storage):
+                for start, batch in draw(name, severity):
                     rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
                     array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
                 if on_cell:
                     on_cell(name, severity)
-            array.flush()
-            del array  # close the memmap before the rename
-            os.replace(tmp, out / f"{name}.npy")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        fill_npy(out / f"{name}.npy", (len(SEVERITIES) * n, h, w, 3), fill)  # on_cell: the cells it draws
     return out
+
+
+def fill_npy(final: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> bool:
+    """Write the uint8 array `final` of `shape` through `fill(memmap)` into a hidden temporary file,
+    renamed when complete; a finished file already there (right dtype and shape: only complete
+    files are ever renamed in) is kept. Returns whether it wrote."""
+    if _complete(final, shape):
+        return False
+    tmp = final.with_name(f".{final.name}.partial")
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        fill(array)
+        array.flush()
+        del array  # close the memmap before the rename
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
@@ -164,42 +183,6 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)
-
-
-def write_generated_bar(images: torch.Tensor, labels: torch.Tensor, out: Path, corruptions: list[str] | None = None,
-                        seed: int = 0, on_cell=None) -> Path:
-    """Write CIFAR-10-C-bar (or -100-C-bar: the same table on CIFAR-100's test set) in the -C layout.
-
-    `<out>/<corruption>.npy` uint8 (5N, 32, 32, 3) severity-major and `labels.npy` as for
-    `write_generated`, the images drawn as `cbar.generated_bar_batches` draws them (chunk seeds
-    of `cbar_protocol.chunk_seed`). Resumable per file: a complete file already there (right
-    dtype and shape) is kept; each new one is filled through a temporary memmap and renamed."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    n, _, h, w = images.shape
-    shape = (len(SEVERITIES) * n, h, w, 3)
-    label_dtype = np.uint8 if int(labels.max()) < 256 else np.int64
-    _save_atomic(out / "labels.npy", np.tile(labels.numpy().astype(label_dtype), len(SEVERITIES)))
-    for name in corruptions or CBAR_CORRUPTIONS:
-        final = out / f"{name}.npy"
-        if _complete(final, shape):
-            continue
-        tmp = out / f".{name}.npy.partial"
-        try:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            for severity in SEVERITIES:
-                for start, batch in generated_bar_batches(images, name, severity, seed, CHUNK):
-                    rows = slice((severity - 1) * n + start, (severity - 1) * n + start + batch.shape[0])
-                    array[rows] = batch.permute(0, 2, 3, 1).cpu().numpy()
-                if on_cell:
-                    on_cell(name, severity)
-            array.flush()
-            del array  # close the memmap before the rename
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    return out
 
 
 def _complete(path: Path, shape: tuple[int, ...]) -> bool:

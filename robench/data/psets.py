@@ -12,7 +12,6 @@ and read a chunk of sequences at a time.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from robench.corruptions.perturbations import FRAMES, PERTURBATIONS, SIZE, generated_sequences
+from robench.data.csets import fill_npy
 from robench.data.download import data_dir, extract_tar, fetch
 from robench.errors import RobenchError
 
@@ -132,28 +132,13 @@ def write_generated(images: torch.Tensor, out: Path, perturbations: Sequence[str
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = images.shape[0]
+    kwargs = {} if batch is None else {"batch": batch}
     for name in perturbations:
-        final = out / f"{name}.npy"
-        if final.exists():
-            try:
-                if np.load(final, mmap_mode="r").shape == (n, FRAMES[name], SIZE, SIZE, 3):
-                    if on_file:
-                        on_file(name, n)
-                    continue
-            except (ValueError, OSError, EOFError):
-                pass  # unreadable: write it again
-        tmp = out / f".{name}.npy.partial"
-        try:
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, FRAMES[name], SIZE, SIZE, 3))
-            kwargs = {} if batch is None else {"batch": batch}
+        def fill(array: np.ndarray) -> None:
             for start, sequences in generated_sequences(images, name, seed, **kwargs):
                 array[start:start + sequences.shape[0]] = sequences.permute(0, 1, 3, 4, 2).cpu().numpy()
-            array.flush()
-            del array  # close the memmap before the rename
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        fill_npy(out / f"{name}.npy", (n, FRAMES[name], SIZE, SIZE, 3), fill)
         if on_file:
             on_file(name, n)
     return out

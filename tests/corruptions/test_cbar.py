@@ -20,7 +20,7 @@ from robench.corruptions import cbar, protocol
 from robench.corruptions.cbar import apply_bar, corrupt_bar, corrupt_bar_chunks, generated_bar_batches
 from robench.corruptions.benchmarks import parse_names
 from robench.corruptions.cbar_protocol import CBAR_CORRUPTIONS, DETERMINISTIC, MAGNITUDES, chunk_seed
-from robench.data.csets import write_generated_bar
+from robench.data.csets import write_generated
 from robench.errors import RobenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -152,7 +152,7 @@ def test_registry_matches_the_table():
 def test_write_generated_bar_layout_and_resume(tmp_path, monkeypatch, images):
     monkeypatch.setattr(cbar, "CHUNK", 2)
     labels = torch.arange(6)
-    out = write_generated_bar(images, labels, tmp_path, ["lines", "ripple"], seed=4)
+    out = write_generated(images, labels, tmp_path, ["lines", "ripple"], seed=4, benchmark="c-bar")
     array = np.load(out / "lines.npy")
     assert array.shape == (30, 32, 32, 3) and array.dtype == np.uint8
     assert np.load(out / "labels.npy").tolist() == list(range(6)) * 5
@@ -160,6 +160,7 @@ def test_write_generated_bar_layout_and_resume(tmp_path, monkeypatch, images):
     assert np.array_equal(array[12:18], expected.permute(0, 2, 3, 1).numpy())
     cells = []
     (out / "ripple.npy").write_bytes(b"truncated")
-    write_generated_bar(images, labels, tmp_path, ["lines", "ripple"], seed=4, on_cell=lambda n, s: cells.append(n))
+    write_generated(images, labels, tmp_path, ["lines", "ripple"], seed=4, on_cell=lambda n, s: cells.append(n),
+                    benchmark="c-bar")
     assert set(cells) == {"ripple"}, "a complete file is kept, a broken one is redone"
     assert np.load(out / "ripple.npy").shape == (30, 32, 32, 3)
