@@ -372,7 +372,7 @@ CASES = [
      "shapes10 has no official perturbation release"),
     ("p-set-of-wrong-shape", EVAL_P + ["--source", "official", "--c-dir", "{inputs}/P", "--corruptions", "gaussian_noise"],
      wrong_pset, "gaussian_noise.npy"),
-    ("p-csv-non-number", ["report", "{results}"], with_p_csv(P_ROWS.replace(b"0.010000", b"lots")), "has a malformed row"),
+    ("p-csv-non-number", ["report", "{results}"], with_p_csv(P_ROWS.replace(b"0.010000", b"lots")), "holds a non-number in"),
     ("p-csv-damaged-before-eval", EVAL_P + ["--corruptions", "brightness", "--limit", "4"],
      with_p_csv(b"corruption,severity\nbrightness,0\n"), "no column"),
     ("generate-p-no-storage", GENERATE + ["--dataset", "cifar10", "--benchmark", "p", "--no-storage"], None,

@@ -15,7 +15,6 @@ Every view of the report is a groupby/pivot of these two frames. Imports pandas,
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -138,22 +137,12 @@ def _header(csv_path: Path) -> list[str]:
         return f.readline().strip().split(",")
 
 
-def _read_rows(csv_path: Path) -> list[dict]:
-    """The rows of an eval CSV. A -P file (flip_prob/top5_dist columns) may have no error or correct
-    column, which read_eval_csv requires: it is read as it is, and each row checked in _cells_of."""
-    header = _header(csv_path)
-    if not any(c in header for c in STABILITY):
-        return read_eval_csv(csv_path)
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _number(value) -> float:
     return float(value) if value not in (None, "") else float("nan")
 
 
 def _cells_of(run: dict, csv_path: Path) -> list[dict]:
-    rows = _read_rows(csv_path)
+    rows = read_eval_csv(csv_path)  # checked: -C and -P files alike (one-line errors)
     out = []
     for r in rows:
         try:

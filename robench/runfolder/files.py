@@ -52,7 +52,7 @@ EVAL_REQUIRED = EVAL_FIELDS[:8]
 # docs/perturbations.md) and frames per sequence, instead of an error.
 STABILITY_FIELDS = ["flip_prob", "top5_dist", "zipf_dist"]
 P_FIELDS = ["corruption", "severity", "n", "dataset", "source", "seed", *SETTING_FIELDS, *STABILITY_FIELDS, "frames"]
-P_REQUIRED = ["corruption", "severity", "n", "seed", *STABILITY_FIELDS]
+P_REQUIRED = ["corruption", "severity", "n", "seed", *STABILITY_FIELDS[:2]]  # the Zipf distance is optional
 # What a missing setting column meant in files written before it existed.
 SETTING_DEFAULTS = {"benchmark": "c", "protocol": "cifar10-c", "storage": "none", "subset": "all"}
 
