@@ -186,7 +186,7 @@ class Plan:
                          P_FIELDS if self.setting.benchmark == "p" else EVAL_FIELDS)
 
 
-FILE_DATASETS = ("imagenet", "tiny-imagenet", "folder:")
+FILE_DATASETS = ("imagenet", "tiny-imagenet", "folder:", "hf-stream:")
 
 
 def file_options(cfg: EvalConfig, dataset: str) -> dict:
