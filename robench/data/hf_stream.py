@@ -181,8 +181,8 @@ def _decode(value, name: str, index: int):
             image = Image.fromarray(np.asarray(value))
         return image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError, TypeError, KeyError) as e:
-        raise RobenchError(f"cannot decode image {index} of {name} ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__}); "
-                           f"check --image-column") from None
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise RobenchError(f"cannot decode image {index} of {name} ({reason}); check --image-column") from None
 
 
 def _build(folder: Path, source: _Source, preprocess: str, limit: int | None, chunk: int, name: str) -> None:

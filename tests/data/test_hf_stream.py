@@ -161,7 +161,8 @@ def errors(csv_path: Path) -> dict:
 
 def test_eval_through_the_cli_equals_the_in_memory_dataset(hfset, tmp_path):
     result = invoke("train", "--dataset", f"hf:{hfset}", "--image-column", "picture", "--label-column", "category",
-                    "--model", "small-cnn", "--epochs", "1", "--batch-size", "16", "--out-dir", tmp_path, "--name", "hf")
+                    "--model", "small-cnn", "--epochs", "1", "--batch-size", "16", "--out-dir", tmp_path,
+                    "--name", "hf")
     assert result.exit_code == 0, result.output
     run = tmp_path / "hf"
     cells = ["--corruptions", "gaussian_noise,contrast", "--severities", "2", "--source", "generated"]
