@@ -306,7 +306,7 @@ def data_generate(
     from robench.corruptions.protocol import SEVERITIES, check_protocol_name
     from robench.data import csets, load_split, psets
     from robench.data.download import set_data_dir
-    from robench.data.stream import StreamedSplit
+    from robench.data.stream import ChunkedSplit
     from robench.eval.sources import first_images, resolve_protocol
     from robench.progress import progress_bar
     from robench.runtime.device import resolve_device
@@ -322,7 +322,7 @@ def data_generate(
     device_ = resolve_device(device)
     test = load_split(dataset, False, limit=limit)
     n, labels = len(test), test.labels
-    streamed = isinstance(test, StreamedSplit)  # image folders: decoded a chunk at a time
+    streamed = isinstance(test, ChunkedSplit)  # image folders: decoded a chunk at a time
     if benchmark != "c":
         if protocol != "auto" or not storage:
             raise RobenchError(f"--protocol and --no-storage are for -C corruptions; --benchmark {benchmark} has its "

@@ -4,7 +4,8 @@ CIFAR-sized loaders return the whole split in memory (a `Split`); the trainer mo
 once. Image-file datasets (`imagenet`, `tiny-imagenet`, `folder:<path>`) return a
 `robench.data.stream.StreamedSplit` instead: the same labels, classes and length, its images
 decoded chunk by chunk when read (the eval loop reads both through robench.eval.sources). A loader is `load(name, train, **options) -> Split`; its module is imported only
-when the dataset is used. `hf:<repo-id>` names are one family, served by the Hugging Face loader.
+when the dataset is used. `hf:<repo-id>` names are one family, served by the Hugging Face loader;
+`hf-stream:<repo-id>` streams the same datasets into an on-disk cache (a ChunkedSplit).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ DATASETS.add("folder:<path>", _loader("folders"), "any class-per-folder image tr
              "trainable, its images used as stored")
 DATASETS.add("hf:<repo-id>", _loader("hf"), "any Hugging Face image dataset (pip install 'robench[hf]'); "
              "--image-column, --label-column, --image-size")
+DATASETS.add("hf-stream:<repo-id>", _loader("hf_stream"), "a Hugging Face image dataset's test split in streaming "
+             "mode, decoded once into an on-disk cache chunk by chunk (--cache-dir; bounded memory); eval only")
 
 
 def load_split(name: str, train: bool, limit: int | None = None, **options):

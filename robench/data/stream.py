@@ -68,8 +68,68 @@ def check_choice(value: str, choices, what: str) -> str:
     return value
 
 
+class ChunkedSplit:
+    """What the eval loop reads of a test split it never holds whole: `len`, `labels`, `classes`,
+    `num_classes`, `preprocessing` up front, and `read(start, stop)`; `chunks`, `head` and
+    `in_memory` follow from `read`. A StreamedSplit (image files) and robench.data.hf_stream's
+    split (a Hugging Face dataset streamed into an on-disk cache) are ones."""
+
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def preprocessing(self) -> str:
+        raise NotImplementedError
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Images [start, stop) as uint8 (n, 3, H, W)."""
+        raise NotImplementedError
+
+    def in_memory(self):
+        """The whole split decoded into a data.registry.Split (a trainer's, which slices tensors)."""
+        from robench.data.registry import Split
+
+        return Split(self.read(0, len(self)), self.labels, self.num_classes, list(self.classes), self.preprocessing)
+
+    def head(self, n: int) -> torch.Tensor:
+        """Its first `n` images (e.g. for a model's trial forward pass)."""
+        return self.read(0, min(n, len(self)))
+
+    def chunks(self, start: int = 0, stop: int | None = None, chunk: int = CHUNK,
+               prefetch: int = 2) -> Iterator[tuple[int, torch.Tensor]]:
+        """(start, images) for [start, stop) cut at the multiples of `chunk`, in order; the next
+        `prefetch` chunks are decoded in the background while the caller works on the current one."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        bounds = [(a, min(stop, (a // chunk + 1) * chunk)) for a in _starts(start, stop, chunk)]
+        if prefetch < 1:
+            for a, b in bounds:
+                yield a, self.read(a, b)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="robench-prefetch") as pool:
+            pending: deque = deque()
+            at = 0
+            try:
+                while at < len(bounds) or pending:
+                    while at < len(bounds) and len(pending) < prefetch + 1:
+                        a, b = bounds[at]
+                        pending.append((a, pool.submit(self.read, a, b)))
+                        at += 1
+                    a, future = pending.popleft()
+                    yield a, future.result()
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+
 @dataclass
-class StreamedSplit:
+class StreamedSplit(ChunkedSplit):
     """A test split as image files: `files[i]` has label `labels[i]`; `ids[i]` names it the way
     every copy of the dataset names it (`<wnid>/<file name>` for ImageNet), so a released C-set's
     cell is the same ids under another root (`rerooted`) and a subset is a list of ids."""
@@ -93,10 +153,6 @@ class StreamedSplit:
 
     def __len__(self) -> int:
         return len(self.files)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def preprocessing(self) -> str:
@@ -129,16 +185,6 @@ class StreamedSplit:
 
     # ------------------------------------------------------------------ images
 
-    def in_memory(self):
-        """The whole split decoded into a data.registry.Split (a trainer's, which slices tensors)."""
-        from robench.data.registry import Split
-
-        return Split(self.read(0, len(self)), self.labels, self.num_classes, list(self.classes), self.preprocessing)
-
-    def head(self, n: int) -> torch.Tensor:
-        """Its first `n` images (e.g. for a model's trial forward pass)."""
-        return self.read(0, min(n, len(self)))
-
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Images [start, stop) as uint8 (n, 3, H, W), from the cache when it holds them."""
         cached = self._cache_path(start, stop)
@@ -152,31 +198,6 @@ class StreamedSplit:
         if cached is not None:
             _save_atomic(cached, images.cpu().numpy())
         return images
-
-    def chunks(self, start: int = 0, stop: int | None = None, chunk: int = CHUNK,
-               prefetch: int = 2) -> Iterator[tuple[int, torch.Tensor]]:
-        """(start, images) for [start, stop) cut at the multiples of `chunk`, in order; the next
-        `prefetch` chunks are decoded in the background while the caller works on the current one."""
-        stop = len(self) if stop is None else min(stop, len(self))
-        bounds = [(a, min(stop, (a // chunk + 1) * chunk)) for a in _starts(start, stop, chunk)]
-        if prefetch < 1:
-            for a, b in bounds:
-                yield a, self.read(a, b)
-            return
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="robench-prefetch") as pool:
-            pending: deque = deque()
-            at = 0
-            try:
-                while at < len(bounds) or pending:
-                    while at < len(bounds) and len(pending) < prefetch + 1:
-                        a, b = bounds[at]
-                        pending.append((a, pool.submit(self.read, a, b)))
-                        at += 1
-                    a, future = pending.popleft()
-                    yield a, future.result()
-            finally:
-                for _, future in pending:
-                    future.cancel()
 
     # ------------------------------------------------------------------ cache
 
@@ -289,7 +310,6 @@ def _preprocess_tensor(image: torch.Tensor, spec: Preprocess) -> torch.Tensor:
 def _one_pil(file: Path, spec: Preprocess) -> torch.Tensor:
     """The exact path ImageNet-C's clean images took: PIL decode, RGB, torchvision's PIL transforms."""
     from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import functional as F
 
     try:
         with Image.open(file) as opened:
@@ -298,6 +318,14 @@ def _one_pil(file: Path, spec: Preprocess) -> torch.Tensor:
         raise RobenchError(f"cannot read image {file} (missing); restore it or re-extract the folder") from None
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
         raise _bad_image(file, e) from None
+    return preprocess_pil(image, spec)
+
+
+def preprocess_pil(image, spec: Preprocess) -> torch.Tensor:
+    """An RGB PIL image through torchvision's PIL Resize(spec.resize) and CenterCrop(spec.crop), as
+    uint8 (3, H, W)."""
+    from torchvision.transforms import functional as F
+
     if spec.resize is not None:
         image = F.resize(image, spec.resize, interpolation=F.InterpolationMode.BILINEAR)
     if spec.crop is not None:

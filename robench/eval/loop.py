@@ -26,7 +26,7 @@ from robench.corruptions.perturbations import generated_sequences
 from robench.corruptions.protocol import CHUNK, parse_severities
 from robench.data import Split, load_split, psets
 from robench.data.download import set_data_dir
-from robench.data.stream import StreamedSplit
+from robench.data.stream import ChunkedSplit
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import Cell, requested
@@ -186,7 +186,7 @@ class Plan:
                          P_FIELDS if self.setting.benchmark == "p" else EVAL_FIELDS)
 
 
-FILE_DATASETS = ("imagenet", "tiny-imagenet", "folder:")
+FILE_DATASETS = ("imagenet", "tiny-imagenet", "folder:", "hf-stream:")
 
 
 def file_options(cfg: EvalConfig, dataset: str) -> dict:
@@ -315,7 +315,7 @@ def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torc
     share = _chunk_share(n)
     images = None
     if official is None:  # the sequences start from this rank's test images (decoded, for image files)
-        images = (p.test.read(share.start, share.stop) if isinstance(p.test, StreamedSplit) else p.test.images[share])
+        images = (p.test.read(share.start, share.stop) if isinstance(p.test, ChunkedSplit) else p.test.images[share])
         images = images.to(device)
     forward = Forward(model, batch_size, device, echo)
     echo(f"evaluating {' + '.join(p.subject.specs)} on {p.subject.dataset}-P ({n} sequences x {len(p.names)} "

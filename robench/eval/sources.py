@@ -2,8 +2,8 @@
 robench.data.csets' .npy arrays, or robench.data.jpeg_csets' JPEG folders for ImageNet-C and
 Tiny-ImageNet-C) or robench's own engine drawn by the protocol's chunk seeds (`--source
 generated`, robench.corruptions.registry.generated_batches), and which frost photographs generated
-frost uses. A test set is in memory (robench.data.Split) or streams from image files
-(robench.data.stream.StreamedSplit); `CellImages` reads either, chunk by chunk, the same way."""
+frost uses. A test set is in memory (robench.data.Split) or streams (a robench.data.stream.ChunkedSplit:
+image files, or a Hugging Face dataset's on-disk cache); `CellImages` reads either, chunk by chunk, the same way."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from robench.corruptions.cbar import generated_bar_batches
 from robench.corruptions.registry import generated_batches
 from robench.data import csets, jpeg_csets, psets
 from robench.data.download import data_dir
-from robench.data.stream import StreamedSplit
+from robench.data.stream import ChunkedSplit, StreamedSplit
 from robench.errors import RobenchError
 from robench.eval.cell import Cell
 
@@ -115,7 +115,7 @@ def open_official(folder: Path, test, dataset: str, names: list[str], severities
 
 def first_images(test, n: int) -> torch.Tensor:
     """The first `n` test images (a model's trial forward pass), without decoding a streamed set."""
-    return test.head(n) if isinstance(test, StreamedSplit) else test.images[:n]
+    return test.head(n) if isinstance(test, ChunkedSplit) else test.images[:n]
 
 
 def cell_images(test, share: slice, official, seed: int, batch_size: int, frost: str | None,
@@ -124,7 +124,7 @@ def cell_images(test, share: slice, official, seed: int, batch_size: int, frost:
     """The CellImages of this rank's `share` (whole CHUNK-image chunks) of `test`. Generated cells
     run on `device`: an in-memory share moves there once, a streamed one chunk by chunk."""
     n = len(test)
-    if isinstance(test, StreamedSplit):
+    if isinstance(test, ChunkedSplit):
         return CellImages(None, test.labels[share], official, seed, batch_size, frost, offset=share.start, n=n,
                           stream=test, device=device, protocol=protocol, storage=storage, benchmark=benchmark)
     images = test.images[share]
@@ -150,7 +150,7 @@ class CellImages:
     frost: str | None
     offset: int = 0
     n: int | None = None
-    stream: StreamedSplit | None = None
+    stream: ChunkedSplit | None = None
     device: torch.device | None = None
     protocol: str | None = None  # of generated cells; None: the official one for the image size
     storage: bool = True  # apply the protocol's storage step to generated cells

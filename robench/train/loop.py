@@ -26,7 +26,7 @@ from robench.config import TrainConfig, eval_batch_size, to_yaml
 from robench.data import Split, load_split
 from robench.data.download import set_data_dir
 from robench.data.loader import DeviceLoader
-from robench.data.stream import StreamedSplit
+from robench.data.stream import ChunkedSplit
 from robench.errors import RobenchError
 from robench.eval.metrics import count_correct
 from robench.models import MODELS, build_model
@@ -167,7 +167,7 @@ def build(cfg: TrainConfig, overwrite: bool = False, resume: bool = False) -> Tr
         distributed.barrier()
     train_split = load_split(cfg.dataset, True, limit=cfg.train_limit, **options)
     test_split = load_split(cfg.dataset, False, limit=cfg.test_limit, **options)
-    if isinstance(test_split, StreamedSplit):  # image files: the end-of-epoch test pass slices tensors
+    if isinstance(test_split, ChunkedSplit):  # image files: the end-of-epoch test pass slices tensors
         test_split = test_split.in_memory()
     if distributed.is_main():
         distributed.barrier()
