@@ -122,7 +122,8 @@ def other_benchmarks(cells: pd.DataFrame, meta: pd.DataFrame) -> dict[str, tuple
         out[CBAR_LABEL] = (_attached(cells, meta, "c-bar", "error", CBAR, CBAR_SEVERITIES), 1.0)
     for column, label in STABILITY.items():
         if len(meta) and column in cells and ((cells["benchmark"] == "p") & cells[column].notna()).any():
-            out[label] = (_attached(cells, meta, "p", column, P_PERTURBATIONS), 100.0)  # fractions -> %
+            # the flip probability in %; the top-5 distance is a mean count of rank changes, shown as is
+            out[label] = (_attached(cells, meta, "p", column, P_PERTURBATIONS), 100.0 if column == "flip_prob" else 1.0)
     return out
 
 

@@ -206,8 +206,8 @@ def notes(report: Report) -> str:
     if CBAR_LABEL in report.others:
         text += f" {CBAR_LABEL}: mean over the 10 CIFAR-10-C-bar corruptions x 5 severities."
     if set(STABILITY.values()) & set(report.others):
-        text += (" mFP, mT5D: mean flip probability and top-5 distance (in %) over the 10 CIFAR-10-P "
-                 "perturbations.")
+        text += (" mFP: mean flip probability (in %), mT5D: mean top-5 distance (rank changes per frame pair, "
+                 "as the official evaluation computes it), over the 10 CIFAR-10-P perturbations.")
     return text
 
 

@@ -133,7 +133,7 @@ def test_cbar_error_and_p_means_beside_mce(tmp_path):
     assert rep.tables == ["cifar10-c|all"] and rep.others == ["C-bar error", "mFP", "mT5D"]
     both = row_of(rep, "both")
     assert both["C-bar error"] == pytest.approx(10 + 4.5 + 6)  # mean over i = 0..9 and s = 1..5
-    assert both["mFP"] == pytest.approx(100 * 0.01 * 5.5) and both["mT5D"] == pytest.approx(100 * 0.002 * 4.5)
+    assert both["mFP"] == pytest.approx(100 * 0.01 * 5.5) and both["mT5D"] == pytest.approx(0.002 * 4.5)
     assert both["mCE"] == pytest.approx(20.0) and both["clean"] == pytest.approx(5.0)
     assert shown(rep, "leaderboard", "both", "C-bar error") == "20.50" and shown(rep, "leaderboard", "both", "mFP") == "5.50"
     assert shown(rep, "leaderboard", "partial", "C-bar error") == "incomplete (45/50)"
