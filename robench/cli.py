@@ -404,7 +404,7 @@ def demo(
     epochs: Optional[int] = typer.Option(None, help="Override the demo's epochs."),
     device: str = DEVICE,
     full: bool = typer.Option(False, "--full", help="Also evaluate CIFAR-10-C-bar and CIFAR-10-P (C-bar error, mFP "
-                                                    "and mT5D in the leaderboard; about 3 more minutes)."),
+                                                    "and mT5D in the leaderboard; about 5 more minutes on 2 CPU cores)."),
 ):
     from robench.demo import demo as run_demo
 
