@@ -224,11 +224,13 @@ def _registries() -> dict:
         "policies": lambda: __import__("robench.augment", fromlist=["POLICIES"]).POLICIES,
         "mixers": lambda: __import__("robench.augment", fromlist=["MIXERS"]).MIXERS,
         "corruptions": lambda: __import__("robench.corruptions", fromlist=["FUNCTIONS"]).FUNCTIONS,
+        "c-bar": lambda: __import__("robench.corruptions.cbar", fromlist=["BAR"]).BAR,
+        "perturbations": lambda: __import__("robench.corruptions.perturbations", fromlist=["FUNCTIONS"]).FUNCTIONS,
     }
 
 
 @app.command("list", help="""List the registries, with each entry's parameters and their defaults: datasets,
-models, optimizers, policies, mixers, corruptions.
+models, optimizers, policies, mixers, corruptions, c-bar (CIFAR-10-C-bar's), perturbations (CIFAR-10-P's).
 
 Example: robench list policies""")
 @user_errors

@@ -159,7 +159,8 @@ def test_list_prints_every_registry():
     result = invoke("list")
     assert result.exit_code == 0
     for word in ("datasets:", "shapes10", "models:", "wrn-40-2", "policies:", "augmix", "mixers:", "cutmix",
-                 "corruptions:", "jpeg_compression", "optimizers:", "adabound"):
+                 "corruptions:", "jpeg_compression", "optimizers:", "adabound", "c-bar:", "pinch_and_twirl",
+                 "perturbations:", "tilt"):
         assert word in result.stdout
 
 
