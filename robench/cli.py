@@ -304,7 +304,7 @@ def data_generate(
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.corruptions.frost_textures import resolve_frost
-    from robench.corruptions.benchmarks import parse_benchmark, parse_names
+    from robench.corruptions.benchmarks import check_size, parse_benchmark, parse_names
     from robench.corruptions.protocol import SEVERITIES, check_protocol_name
     from robench.data import csets, load_split, psets
     from robench.data.download import set_data_dir
@@ -329,10 +329,8 @@ def data_generate(
         if protocol != "auto" or not storage:
             raise RobenchError(f"--protocol and --no-storage are for -C corruptions; --benchmark {benchmark} has its "
                                f"own generator (leave them out)")
+        check_size(benchmark, *first_images(test, 1).shape[-2:], dataset)
         images = (test.read(0, n) if streamed else test.images).to(device_)
-        if tuple(images.shape[-2:]) != (32, 32):
-            raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {dataset} has "
-                               f"{images.shape[-2]}x{images.shape[-1]}")
         steps = len(names) * (len(SEVERITIES) if benchmark == "c-bar" else 1)
         with progress_bar("generate", total=steps * n) as bar:
             if benchmark == "c-bar":

@@ -42,6 +42,12 @@ def parse_benchmark(spec: str) -> str:
     return name
 
 
+def check_size(benchmark: str, height: int, width: int, dataset: str) -> None:
+    """C-bar and -P are each one generator written for CIFAR's 32 x 32 images (-C has protocols)."""
+    if benchmark != "c" and (height, width) != (32, 32):
+        raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {dataset} has {height}x{width}")
+
+
 def parse_names(benchmark: str, spec: str) -> list[str]:
     """The cells' names a --corruptions spec asks for in a benchmark: 'all' or 'name,name,...' for
     c-bar and p (-C has its own sets: protocol.parse_corruptions)."""

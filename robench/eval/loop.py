@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from robench.config import EvalConfig, eval_batch_size
-from robench.corruptions.benchmarks import PROTOCOL_OF, parse_benchmark, parse_names
+from robench.corruptions.benchmarks import PROTOCOL_OF, check_size, parse_benchmark, parse_names
 from robench.corruptions.perturbations import generated_sequences
 from robench.corruptions.protocol import CHUNK, parse_severities
 from robench.data import Split, load_split, psets
@@ -209,14 +209,13 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
     names, severities = parse_names(benchmark, cfg.corruptions), parse_severities(cfg.severities)
     source, folder = resolve_source(cfg.source, subject.dataset, cfg.c_dir, benchmark)
     frost = frost_source(cfg.frost, names, source, echo) if benchmark == "c" else None
-    test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options, **file_options(cfg, subject.dataset))
+    test = load_split(subject.dataset, False, limit=subject.limit, **subject.split_options,
+                      **file_options(cfg, subject.dataset))
     size = tuple(first_images(test, 1).shape[-2:])
+    check_size(benchmark, *size, subject.dataset)
     if benchmark == "c":
         protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, size, source, subject.dataset, echo)
-    else:  # C-bar and -P: one generator each, written for CIFAR's 32 px
-        if size != (32, 32):
-            raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {subject.dataset} has "
-                               f"{size[0]}x{size[1]}")
+    else:  # C-bar and -P: one generator each
         if cfg.protocol not in ("auto", PROTOCOL_OF[benchmark]):
             raise RobenchError(f"--protocol {cfg.protocol} is for -C corruptions; --benchmark {benchmark} has its own "
                                f"generator (leave --protocol out)")
