@@ -349,7 +349,9 @@ def data_generate(
         if step == "jpeg85":
             from robench.data.jpeg_tree import write_jpeg_tree
 
-            files = test.ids if streamed else [f"{int(y)}/{i:08d}.JPEG" for i, y in enumerate(labels)]
+            # each image keeps its file name; images without one are named by class and position
+            names_of = list(test.classes) or [str(k) for k in range(test.num_classes)]
+            files = getattr(test, "ids", None) or [f"{names_of[int(y)]}/{i:08d}.JPEG" for i, y in enumerate(labels)]
             chunk = test.read if streamed else (lambda a, b: test.images[a:b])
             write_jpeg_tree(chunk, files, out, names, seed, protocol_, device_, frost=textures, on_cell=on_cell)
         else:
