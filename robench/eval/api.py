@@ -17,19 +17,22 @@ import torch
 from torch import nn
 
 from robench.config import DEFAULT_DATASET, EvalConfig, eval_batch_size
-from robench.corruptions.protocol import parse_corruptions, parse_severities
-from robench.data import load_split
+from robench.corruptions.benchmarks import PROTOCOL_OF, check_size, parse_benchmark, parse_names
+from robench.corruptions.perturbations import generated_sequences
+from robench.corruptions.protocol import parse_severities
+from robench.data import load_split, psets
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
 from robench.eval.loop import Forward, Setting, cell_row, measure, subset_name
 from robench.eval.metrics import compute
+from robench.eval.perturbation import measure_perturbation
 from robench.eval.sources import (cell_images, first_images, frost_source, open_official, resolve_protocol,
                                   resolve_source)
 from robench.models import external
 from robench.progress import progress_bar
-from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS
+from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, STABILITY_FIELDS
 from robench.runtime.device import resolve_device
 
 _DEFAULT = EvalConfig()
@@ -42,37 +45,48 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
              frost: str = _DEFAULT.frost, c_dir: str | None = _DEFAULT.c_dir, data_dir: str | None = _DEFAULT.data_dir,
              input_range: str | None = _DEFAULT.input_range, normalize: str | None = _DEFAULT.normalize,
              image_size: int | None = _DEFAULT.image_size, checkpoint: str | None = _DEFAULT.checkpoint,
-             pretrained: bool = _DEFAULT.pretrained, protocol: str = _DEFAULT.protocol, storage: bool = _DEFAULT.storage):
+             pretrained: bool = _DEFAULT.pretrained, protocol: str = _DEFAULT.protocol, storage: bool = _DEFAULT.storage,
+             benchmark: str = _DEFAULT.benchmark):
     """Evaluate `model` on the clean test set and every requested (corruption, severity) cell.
 
     `model` is an `nn.Module` (fed float images in [0, 1], or in `input_range`, normalised with
     `normalize` if given: by default it normalises itself), or anything `robench eval` accepts (a run
     folder, "timm:<name>", "torchvision:<name>", "file.py:factory", a TorchScript file), or a list
     of these, evaluated as one ensemble (mean softmax). `protocol` and `storage` choose the generator
-    table of generated corruptions as `robench eval --protocol` does. Returns a DataFrame with the
-    columns of the eval CSV, in its order: error in %, nll, brier, ece and rms_ce as fractions.
+    table of generated corruptions as `robench eval --protocol` does; `benchmark` is "c" (the -C
+    corruptions), "c-bar" or "p" as for `robench eval --benchmark`. Returns a DataFrame with the
+    columns of the eval CSV, in its order: error in %, nll, brier, ece and rms_ce as fractions (for
+    "p": one row per perturbation with the -P file's columns, flip_prob, top5_dist, zipf_dist).
     """
     import pandas as pd
 
     set_data_dir(data_dir)
     EvalConfig(run="<model>", corruptions=corruptions, severities=severities, source=source, batch_size=batch_size,
                seed=seed, limit=limit, frost=frost, c_dir=c_dir, input_range=input_range,
-               image_size=image_size, protocol=protocol, storage=storage).validate()
-    names = parse_corruptions(corruptions)
+               image_size=image_size, protocol=protocol, storage=storage, benchmark=benchmark).validate()
+    benchmark = parse_benchmark(benchmark)
+    names = parse_names(benchmark, corruptions)
     cells = requested(names, parse_severities(severities))
     device = resolve_device(str(device) if device is not None else _DEFAULT.device)
-    source_, folder = resolve_source(source, dataset, c_dir)
-    frost_ = frost_source(frost, names, source_, lambda _: None)
+    source_, folder = resolve_source(source, dataset, c_dir, benchmark)
+    frost_ = frost_source(frost, names, source_, lambda _: None) if benchmark == "c" else None
     test = load_split(dataset, False, limit=limit)
-    protocol_, storage_, _ = resolve_protocol(protocol, storage, tuple(first_images(test, 1).shape[-2:]), source_, dataset,
-                                              lambda _: None)
-    setting = Setting(dataset, source_, seed, "c", protocol_, storage_, subset_name(None))
+    size = tuple(first_images(test, 1).shape[-2:])
+    check_size(benchmark, *size, dataset)
+    if benchmark == "c":
+        protocol_, storage_, _ = resolve_protocol(protocol, storage, size, source_, dataset, lambda _: None)
+    else:
+        protocol_, storage_ = PROTOCOL_OF[benchmark], "none"
+    setting = Setting(dataset, source_, seed, benchmark, protocol_, storage_, subset_name(None))
     net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
+    if benchmark == "p":
+        return _stability(net, test, names, setting, folder, device, eval_batch_size(batch_size, device))
 
     official = open_official(folder, test, dataset, names, parse_severities(severities)) if source_ == "official" else None
     batch_size = eval_batch_size(batch_size, device)
     images = cell_images(test, slice(0, len(test)), official, seed, batch_size, frost_,
-                         device if source_ == "generated" else None, protocol=protocol_, storage=storage_ != "none")
+                         device if source_ == "generated" else None, protocol=protocol_, storage=storage_ != "none",
+                         benchmark=benchmark)
     forward = Forward(net, batch_size, device, echo=lambda _: None)
     with progress_bar("eval", total=len(test) * len(cells)) as bar:
         rows = [cell_row(cell, compute(state), setting, frost_)
@@ -81,6 +95,27 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     for column in ["error", *CALIBRATION_FIELDS]:
         frame[column] = frame[column].astype(float)
     return frame
+
+
+def _stability(net: nn.Module, test, names: list[str], setting: Setting, folder, device: torch.device,
+               batch_size: int):
+    """The -P rows: each perturbation's sequences (released in `folder`, else generated from the test
+    images with their per-sequence seeds) through the model."""
+    import pandas as pd
+
+    forward = Forward(net, batch_size, device, echo=lambda _: None)
+    official = psets.OfficialPSet(folder) if setting.source == "official" else None
+    n = min(len(test), official.check(names)) if official is not None else len(test)
+    images = None if official is not None else first_images(test, n).to(device)
+    rows = []
+    for name in names:
+        sequences = (official.sequences(name, 100, 0, n) if official is not None
+                     else generated_sequences(images, name, setting.seed))
+        result = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, name,
+                                      frames_per_call=batch_size).result()
+        rows.append(dict(corruption=name, severity=0, n=result["n"], frames=result["frames"],
+                         **{k: result[k] for k in STABILITY_FIELDS}, **setting.columns))
+    return pd.DataFrame(rows, columns=P_FIELDS)
 
 
 def _build(model, test, device: torch.device, options: subjects.ModelOptions) -> nn.Module:

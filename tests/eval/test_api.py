@@ -58,3 +58,39 @@ def test_summarize_gives_clean_error_mce_and_calibration():
     assert summary["extra_error"] == pytest.approx(16.5 + 3)
     assert summary["c_ece"] == pytest.approx(0.1) and summary["clean_rms_ce"] == 0.03
     assert math.isnan(pd.DataFrame(rows[:-1]).pipe(robench.summarize)["extra_error"])
+
+
+class _Pooled(torch.nn.Module):
+    """A tiny seeded model whose predictions move with the image (so flips and errors are not constant)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv2d(3, 10, 5, stride=4)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+def test_the_api_measures_c_bar_and_p_like_the_engines_direct_output(test_split):
+    from robench.corruptions.cbar import generated_bar_batches
+    from robench.corruptions.perturbations import generated_sequences
+    from robench.eval.perturbation import evaluate_perturbation
+
+    images, labels = test_split
+    net = _Pooled().eval()
+    bar = robench.evaluate(net, dataset="shapes10", benchmark="cifar10-c-bar", corruptions="lines", severities="2",
+                           limit=N, device="cpu")
+    assert list(bar.corruption) == ["clean", "lines"] and set(bar.protocol) == {"c-bar"}
+    lines = torch.cat([b for _, b in generated_bar_batches(images, "lines", 2, 0, batch_size=500)])
+    with torch.no_grad():
+        correct = int((net(lines.float() / 255).argmax(1) == labels).sum())
+    assert int(bar.correct.iloc[1]) == correct
+    p = robench.evaluate(net, dataset="shapes10", benchmark="p", corruptions="translate,brightness", limit=8,
+                         device="cpu")
+    assert list(p.corruption) == ["brightness", "translate"] and set(p.benchmark) == {"p"}
+    with torch.no_grad():
+        row = evaluate_perturbation(lambda x: net(x.float() / 255), generated_sequences(images[:8], "translate", 0),
+                                    "translate")
+    assert p.set_index("corruption").loc["translate", "flip_prob"] == pytest.approx(row["flip_prob"])
+    assert p.set_index("corruption").loc["translate", "top5_dist"] == pytest.approx(row["top5_dist"])
