@@ -60,7 +60,11 @@ def resolve_protocol(requested: str, storage: bool, size: tuple[int, int], sourc
         if requested not in ("auto", release.protocol):
             raise RobenchError(f"the released {release.name} files were made with protocol {release.protocol}, not "
                                f"{requested}; use --source generated for --protocol {requested}")
-        return release.protocol, PROTOCOLS[release.protocol].storage or "none", ""
+        step = PROTOCOLS[release.protocol].storage
+        if step and not storage:
+            raise RobenchError(f"the released {release.name} files are stored as {step}; --no-storage needs "
+                               f"--source generated (images before the storage step)")
+        return release.protocol, step or "none", ""
     try:
         own = default_protocol(*size)
     except RobenchError:

@@ -104,3 +104,17 @@ def test_the_python_api_evaluates_a_streamed_folder(tmp_path):
     frame = robench.evaluate(model, dataset=f"folder:{tmp_path / 'tree'}", corruptions="gaussian_noise",
                              severities="1", source="generated", device="cpu")
     assert frame["corruption"].tolist() == ["clean", "gaussian_noise"] and frame["n"].tolist() == [9, 9]
+
+
+def test_released_imagenet_c_is_its_own_protocol_stored_as_jpeg85():
+    from robench.errors import RobenchError
+    from robench.eval.sources import resolve_protocol
+
+    assert resolve_protocol("auto", True, (224, 224), "official", "imagenet", print) == ("imagenet-c", "jpeg85", "")
+    tiny = resolve_protocol("auto", True, (64, 64), "official", "tiny-imagenet", print)
+    assert tiny == ("tiny-imagenet-c", "jpeg85", "")
+    assert resolve_protocol("auto", True, (32, 32), "official", "cifar10", print) == ("cifar10-c", "none", "")
+    with pytest.raises(RobenchError, match="--no-storage needs --source generated"):
+        resolve_protocol("auto", False, (224, 224), "official", "imagenet", print)
+    with pytest.raises(RobenchError, match="made with protocol imagenet-c, not scaled"):
+        resolve_protocol("scaled", True, (224, 224), "official", "imagenet", print)
