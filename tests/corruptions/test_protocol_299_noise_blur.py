@@ -13,7 +13,9 @@ from robench.corruptions import corrupt
 
 DATA = Path(__file__).parent / "data" / "imagenet-c-299"
 PROTOCOL = "imagenet-c-299"
-COPIES = 4  # the random statistics run on the inputs repeated (each copy draws its own randomness)
+# The random statistics run on the inputs repeated (each copy draws its own randomness); fewer copies
+# for the slow blurs keep the file to seconds.
+COPIES = {"glass_blur": 1, "motion_blur": 2}
 
 
 def load(name: str, key: str) -> torch.Tensor:
@@ -37,7 +39,7 @@ STATS = json.loads((DATA / "stats_noise_blur.json").read_text())
 @pytest.mark.parametrize("name", [k for k in STATS if not k.startswith("_")])
 def test_random_corruptions_match_the_official_statistics(name):
     """Mean PSNR against the clean inputs and mean intensity per severity within the file's tolerances."""
-    clean = load("inputs", "inputs").repeat(COPIES, 1, 1, 1)
+    clean = load("inputs", "inputs").repeat(COPIES.get(name, 4), 1, 1, 1)
     for row in STATS[name]:
         out = corrupt(clean, name, row["severity"], seed=row["severity"], protocol=PROTOCOL, storage=False).double()
         mse = (out - clean.double()).pow(2).flatten(1).mean(1)
