@@ -11,9 +11,10 @@ arithmetic, as one small matrix product per pass (precomputed per size). For tal
 Pillow 13 changes the order of the two passes (see `box_resize`); at 32x32 it does not.
 
 Protocols (protocol.PROTOCOLS): each function reads its parameters from a per-protocol table,
-the generators' own lists (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py); the code
-is the same in all three generators. The only size-bound parameter is pixelate's intermediate
-size, `int(S * c)` with S the generator's image side (32, 64, 224); robench takes `int(H * c)` by
+the generators' own lists (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py,
+make_imagenet_c_inception.py); the code is the same in all four generators. The only size-bound
+parameter is pixelate's intermediate size, `int(S * c)` with S the generator's image side (32, 64,
+224, 299); robench takes `int(H * c)` by
 `int(W * c)`, the same numbers at those sizes, and what "scaled" (CIFAR's factors) uses at others.
 """
 
@@ -89,21 +90,25 @@ BRIGHTNESS_TABLE = {  # added to V
     "cifar10-c": (0.05, 0.1, 0.15, 0.2, 0.3),
     "tiny-imagenet-c": (0.1, 0.2, 0.3, 0.4, 0.5),
     "imagenet-c": (0.1, 0.2, 0.3, 0.4, 0.5),
+    "imagenet-c-299": (0.1, 0.2, 0.3, 0.4, 0.5),
 }
 SATURATE_TABLE = {  # (scale, offset) of S
     "cifar10-c": ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2)),
     "tiny-imagenet-c": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (30.0, 0.2)),
     "imagenet-c": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
+    "imagenet-c-299": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
 }
 CONTRAST_TABLE = {  # factor towards the channel mean
     "cifar10-c": (0.75, 0.5, 0.4, 0.3, 0.15),
     "tiny-imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05),
     "imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05),
+    "imagenet-c-299": (0.4, 0.3, 0.2, 0.1, 0.05),
 }
 PIXELATE_TABLE = {  # intermediate size as a fraction of the side
     "cifar10-c": (0.95, 0.9, 0.85, 0.75, 0.65),
     "tiny-imagenet-c": (0.9, 0.8, 0.7, 0.6, 0.5),
     "imagenet-c": (0.6, 0.5, 0.4, 0.3, 0.25),
+    "imagenet-c-299": (0.5, 0.4, 0.3, 0.25, 0.2),
 }
 PIXELATE = PIXELATE_TABLE["cifar10-c"]  # (the name older tests index)
 
@@ -246,6 +251,7 @@ JPEG_QUALITY_TABLE = {  # Pillow's `quality`
     "cifar10-c": (80, 65, 58, 50, 40),
     "tiny-imagenet-c": (65, 58, 50, 40, 25),
     "imagenet-c": (25, 18, 15, 10, 7),
+    "imagenet-c-299": (23, 16, 13, 8, 5),
 }
 
 

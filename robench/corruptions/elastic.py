@@ -20,7 +20,8 @@ up to rare last-bit differences in the affine solve and the Gaussian filter's su
 
 Protocols: each generator writes its parameters as a base size times factors (FACTORS_TABLE):
 32 (CIFAR-10-C), 64 (Tiny-ImageNet-C) and 244 for ImageNet-C, whose script says 244 where 224 was
-meant; the released data was made with 244, so it is kept. Each protocol's factors are its own
+meant; the released data was made with 244, so it is kept; 360 for the 299-px ImageNet-C
+(make_imagenet_c_inception.py: ImageNet-C's factors, base 360 as written). Each protocol's factors are its own
 (ImageNet-C's sigma reaches 0.7 * 244 = 170.8 px, wider than the image: scipy's reflect mode
 reflects again and again, and so does the filter matrix here). "scaled" is robench's own: CIFAR's
 factors with the base min(H, W). The three affine points are placed as the generator places them
@@ -45,10 +46,12 @@ FACTORS_TABLE = {
     "cifar10-c": ((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
     "tiny-imagenet-c": ((0.0, 0.0, 0.08), (0.05, 0.3, 0.06), (0.1, 0.08, 0.06), (0.1, 0.03, 0.03), (0.16, 0.03, 0.02)),
     "imagenet-c": ((2.0, 0.7, 0.1), (2.0, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)),
+    "imagenet-c-299": ((2.0, 0.7, 0.1), (2.0, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)),
 }
 # The generators' IMSIZE; ImageNet-C's script multiplies by 244 (sic: 224 was meant, the released
-# data has 244). "scaled" uses min(H, W).
-BASE_SIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 244}
+# data has 244); its 299-px sibling (make_imagenet_c_inception.py) hard-codes 360 with the same
+# factors. "scaled" uses min(H, W).
+BASE_SIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 244, "imagenet-c-299": 360}
 
 # OpenCV warpAffine's fixed point: positions in 1/1024 px, rounded to 1/32 px for interpolation.
 AB_BITS, INTER_BITS = 10, 5

@@ -1,6 +1,6 @@
 """Noise and blur under the imagenet-c-299 protocol (make_imagenet_c_inception.py, 299 px): the official
 generator's outputs on two 299-px photos (tests/corruptions/data/imagenet-c-299, made by
-tools/golden_299.py; docs/faithfulness.md)."""
+tools/golden_299_noise_blur.py; docs/faithfulness.md)."""
 
 import json
 from pathlib import Path
