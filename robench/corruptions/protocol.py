@@ -63,6 +63,7 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("cifar10-c", 32, None, "hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py"),
     Protocol("tiny-imagenet-c", 64, "jpeg85", "hendrycks/robustness ImageNet-C/create_c/make_tinyimagenet_c.py"),
     Protocol("imagenet-c", 224, "jpeg85", "hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py"),
+    Protocol("imagenet-c-299", 299, "jpeg85", "hendrycks/robustness ImageNet-C/create_c/make_imagenet_c_inception.py"),
     # robench's own: CIFAR-10-C's table with every pixel-sized parameter times min(H, W) / 32.
     Protocol("scaled", None, None, "robench: cifar10-c's table, pixel sizes scaled by min(H, W) / 32"),
 )}
