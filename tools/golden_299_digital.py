@@ -5,7 +5,7 @@ Pillow; docs/faithfulness.md), giving a checkout of hendrycks/robustness (the di
 `ImageNet-C/create_c/make_imagenet_c_inception.py` are read from it at run time, nothing is copied)
 and the 224-px golden inputs (uint8 (M, 224, 224, 3)):
 
-    python tools/golden_299.py <robustness checkout> <inputs.npy> [--out DIR] [--names a,b]
+    python tools/golden_299_digital.py <robustness checkout> <inputs.npy> [--out DIR] [--names a,b]
 
 Writes:
 - `inputs.npz` ("inputs": uint8 (2, 299, 299, 3)): inputs 0 and 2, each

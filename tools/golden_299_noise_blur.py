@@ -15,7 +15,7 @@ benchmarks/corruptions_resolutions.py does. Writes into --out:
   max(1.0, 1.5 x spread); `--seeds name=k` runs fewer seeds for slow ones (then tol_psnr is
   max(0.5 dB, ...), as one seed has no spread to measure).
 
-  /work/offvenv/bin/python tools/golden_299.py --official-dir /tmp/robustness/ImageNet-C/create_c \\
+  <venv with the official deps>/bin/python tools/golden_299_noise_blur.py --official-dir <robustness checkout>/ImageNet-C/create_c \\
       --inputs ../shared/golden/imagenet-c/inputs.npy --out tests/corruptions/data/imagenet-c-299 \\
       --deterministic defocus_blur,zoom_blur,gaussian_blur \\
       --random gaussian_noise,shot_noise,impulse_noise,speckle_noise,motion_blur,glass_blur \\

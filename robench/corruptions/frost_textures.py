@@ -60,7 +60,7 @@ FILES = (
 )
 
 # The generators' resize factor of the photographs (None: used at full size); "scaled" has its own rule.
-SHRINK = {"cifar10-c": 0.2, "tiny-imagenet-c": 0.3, "imagenet-c": None}
+SHRINK = {"cifar10-c": 0.2, "tiny-imagenet-c": 0.3, "imagenet-c": None, "imagenet-c-299": None}
 
 # Colour mean and standard deviation (RGB, 0..255) of each photograph after the 0.2 shrink: the
 # procedural stand-in is scaled to these so that frost keeps its strength without the photographs.

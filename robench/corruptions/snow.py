@@ -8,9 +8,9 @@ Steps (the generator's, see docs/faithfulness.md), per image with its own draws:
 4. x = mix * x + (1 - mix) * max(x, 1.5 * grey(x) + 0.5) with grey = 0.299 R + 0.587 G + 0.114 B;
 5. out = x + layer + layer rotated by 180 degrees (the same streaks again, upside down), truncated.
 
-Parameters: one table per protocol (`SNOW`, read with protocol.pick). The three generators run
+Parameters: one table per protocol (`SNOW`, read with protocol.pick). The four generators run
 the same code; only their tables differ (Tiny-ImageNet-C keeps CIFAR's layer and blur and greys
-more, ImageNet-C has its own), and their radius, sigma and zoom are taken in pixels of their own
+more, ImageNet-C has its own, which the 299-px inception script reuses), and their radius, sigma and zoom are taken in pixels of their own
 image size. Protocol "scaled" (robench's own) reads CIFAR's table and multiplies those three by
 `min(H, W) / 32` (the zoom never below 1), as blur.py does.
 
@@ -29,7 +29,8 @@ from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
 # (mean, std, zoom, threshold, blur radius, blur sigma, mix) per severity, per generator
-# (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py; docs/faithfulness.md).
+# (make_cifar_c.py, make_tinyimagenet_c.py, make_imagenet_c.py, make_imagenet_c_inception.py;
+# docs/faithfulness.md).
 SNOW = {
     "cifar10-c": (
         (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
@@ -46,6 +47,14 @@ SNOW = {
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.6),
     ),
     "imagenet-c": (
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+    ),
+    # make_imagenet_c_inception.py (299 px): ImageNet-C's table, in its own pixels.
+    "imagenet-c-299": (
         (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
         (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
         (0.55, 0.3, 4, 0.9, 12, 8, 0.7),

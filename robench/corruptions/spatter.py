@@ -19,9 +19,9 @@ all of them matched OpenCV 4.10 bit for bit on thousands of layers.
 Mud: `m = gaussian(float(L > threshold), 0.6)` (float64, 'nearest'), `m[m < 0.8] = 0`,
 `out = clip(x * (1 - m) + m * (63, 42, 20) / 255, 0, 1) * 255` in float32.
 
-Parameters: one table per protocol (`SPATTER`, read with protocol.pick). The three generators run
+Parameters: one table per protocol (`SPATTER`, read with protocol.pick). The four generators run
 the same code with their own tables, whose sigmas are in pixels of their image size (the 3x3
-kernels and the distance cap of 20 px are the same at 32, 64 and 224 px).
+kernels and the distance cap of 20 px are the same at 32, 64, 224 and 299 px).
 
 Protocol "scaled" (robench's own, any size): CIFAR's table with the Gaussian sigmas (in pixels)
 scaled by min(H, W) / 32, and the layer's noise amplitude with them so that the blurred layer keeps
@@ -40,7 +40,7 @@ from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
 # (mean, std, sigma, threshold, intensity, mud) per severity, per generator (make_cifar_c.py,
-# make_tinyimagenet_c.py, make_imagenet_c.py). For mud, `intensity` is the sigma of the mask's blur.
+# make_tinyimagenet_c.py, make_imagenet_c.py, make_imagenet_c_inception.py). For mud, `intensity` is the sigma of the mask's blur.
 SPATTER = {
     "cifar10-c": (
         (0.62, 0.1, 0.7, 0.7, 0.5, False),
@@ -62,6 +62,13 @@ SPATTER = {
         (0.65, 0.3, 2.0, 0.68, 0.5, False),
         (0.65, 0.3, 1.0, 0.65, 1.5, True),
         (0.67, 0.4, 1.0, 0.65, 1.5, True),
+    ),
+    "imagenet-c-299": (
+        (0.65, 0.3, 4.0, 0.69, 0.9, False),
+        (0.65, 0.3, 3.5, 0.68, 0.9, False),
+        (0.65, 0.3, 3.0, 0.68, 0.8, False),
+        (0.65, 0.3, 1.2, 0.65, 1.8, True),
+        (0.67, 0.4, 1.2, 0.65, 1.8, True),
     ),
 }
 WATER = (175 / 255.0, 238 / 255.0, 238 / 255.0)

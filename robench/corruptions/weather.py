@@ -12,9 +12,10 @@ wibble**2 (a bug of the original, kept); every image gets its own map.
 Parameters: one table per protocol (`FROST`, `FOG`, read with protocol.pick); the generators
 differ in code only where they must for their image size (docs/faithfulness.md):
 - frost: the photographs are shrunk by 0.2 for CIFAR-10-C (32 px), by 0.3 with cv2.resize's
-  bilinear interpolation for Tiny-ImageNet-C (64 px), and not at all for ImageNet-C (224 px);
+  bilinear interpolation for Tiny-ImageNet-C (64 px), and not at all for ImageNet-C (224 px and
+  the 299-px inception script);
   the window is always H x W (frost_textures.texture_bank).
-- fog: the plasma map is 32, 64 or 256 px and its top-left H x W is kept.
+- fog: the plasma map is 32, 64, 256 or (imagenet-c-299) 512 px and its top-left H x W is kept.
 Protocol "scaled" (robench's own, any size): CIFAR's tables; frost shrinks the photographs by
 0.2 * min(H, W) / 32 (never below what a window of H x W needs), fog draws a map of the next
 power of two >= max(H, W).
@@ -30,20 +31,22 @@ from robench.corruptions.protocol import pick
 from robench.corruptions.registry import FUNCTIONS
 
 # (image weight, frost weight) per severity, per generator (make_cifar_c.py, make_tinyimagenet_c.py,
-# make_imagenet_c.py).
+# make_imagenet_c.py, make_imagenet_c_inception.py).
 FROST = {
     "cifar10-c": ((1.0, 0.2), (1.0, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
     "tiny-imagenet-c": ((1.0, 0.3), (0.9, 0.4), (0.8, 0.45), (0.75, 0.5), (0.7, 0.55)),
     "imagenet-c": ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    "imagenet-c-299": ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
 }
 # (strength t, wibble decay) per severity, per generator.
 FOG = {
     "cifar10-c": ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75)),
     "tiny-imagenet-c": ((0.4, 3.0), (0.7, 3.0), (1.0, 2.5), (1.5, 2.0), (2.0, 1.75)),
     "imagenet-c": ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+    "imagenet-c-299": ((1.5, 2.0), (2.0, 2.0), (2.5, 1.8), (2.5, 1.6), (3.0, 1.5)),
 }
 # The generators' plasma map sizes (plasma_fractal's default mapsize in each script).
-FOG_MAPSIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 256}
+FOG_MAPSIZE = {"cifar10-c": 32, "tiny-imagenet-c": 64, "imagenet-c": 256, "imagenet-c-299": 512}
 
 
 def _randint(high: torch.Tensor, generator: draws.Source) -> torch.Tensor:

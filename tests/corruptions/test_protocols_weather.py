@@ -10,6 +10,7 @@ from locations import SHARED
 
 from robench.corruptions import corrupt, frost_textures, snow, spatter, weather
 from robench.corruptions.frost_textures import cv2_resize_linear, texture_bank
+from robench.corruptions.protocol import PROTOCOLS
 
 # protocol: golden folder, image side, copies of the inputs (each copy gets its own draws), seed offset
 SETS = {"tiny-imagenet-c": ("tinyimagenet-c", 64, 2, 0), "imagenet-c": ("imagenet-c", 224, 2, 100)}
@@ -245,7 +246,8 @@ def test_spatter_reads_its_protocols_table_in_its_own_pixels(monkeypatch):
 
     monkeypatch.setattr(spatter, "gaussian_filter_2d", record)
     for protocol, size, severity, expected in (("imagenet-c", 224, 1, [4.0]), ("imagenet-c", 224, 4, [1.0, 1.5]),
-                                               ("tiny-imagenet-c", 64, 5, [0.5, 0.6]), ("scaled", 64, 1, [1.4])):
+                                               ("tiny-imagenet-c", 64, 5, [0.5, 0.6]), ("scaled", 64, 1, [1.4]),
+                                               ("imagenet-c-299", 299, 4, [1.2, 1.8])):
         sigmas.clear()
         corrupt(torch.zeros(1, 3, size, size, dtype=torch.uint8), "spatter", severity, seed=0, protocol=protocol,
                 storage=False)
@@ -254,5 +256,5 @@ def test_spatter_reads_its_protocols_table_in_its_own_pixels(monkeypatch):
 
 @pytest.mark.parametrize("table", [snow.SNOW, weather.FROST, weather.FOG, spatter.SPATTER])
 def test_every_official_protocol_has_five_severities(table):
-    assert sorted(table) == ["cifar10-c", "imagenet-c", "tiny-imagenet-c"]
+    assert sorted(table) == sorted(name for name, p in PROTOCOLS.items() if p.size is not None)
     assert all(len(rows) == 5 for rows in table.values())
