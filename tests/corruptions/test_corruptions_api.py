@@ -154,3 +154,18 @@ def test_save_png_round_trips_and_leaves_no_temporary_file(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["preview.png"]
     with pytest.raises(RobenchError, match="cannot write"):
         preview.save_png(grid, path / "inside_a_file.png")
+
+
+def test_every_official_protocol_has_every_corruption():
+    """Each protocol's table covers all 19 corruptions at its own size (a protocol added to
+    PROTOCOLS without a row in some corruption's table fails here, not in a user's evaluation)."""
+    from robench.corruptions.protocol import PROTOCOLS
+
+    for protocol in PROTOCOLS.values():
+        if protocol.size is None:
+            continue
+        image = torch.randint(0, 256, (1, 3, protocol.size, protocol.size), dtype=torch.uint8,
+                              generator=torch.Generator().manual_seed(0))
+        for name in CORRUPTIONS:
+            out = corrupt(image, name, 5, seed=0, protocol=protocol.name, storage=False)
+            assert out.shape == image.shape and not torch.equal(out, image), (protocol.name, name)
