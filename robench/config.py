@@ -150,11 +150,11 @@ class EvalConfig:
     cache_dir: str | None = option(None, "Image-file datasets: keep the decoded, preprocessed images here (memory-"
                                          "mapped), so a second evaluation skips decoding.")
     protocol: str = option("auto", "Whose generator table makes generated corruptions: cifar10-c (32 px) | "
-                                   "tiny-imagenet-c (64 px) | imagenet-c (224 px) | scaled (robench's own: cifar10-c's "
-                                   "table scaled to any size) | auto (the official one for the images' size, else "
-                                   "scaled). Recorded in the eval files.")
-    storage: bool = option(True, "Apply the protocol's storage step to generated images (imagenet-c and "
-                                 "tiny-imagenet-c: the quality-85 JPEG the released files are); --no-storage "
+                                   "tiny-imagenet-c (64 px) | imagenet-c (224 px) | imagenet-c-299 (299 px) | "
+                                   "scaled (robench's own: cifar10-c's table scaled to any size) | auto (the "
+                                   "official one for the images' size, else scaled). Recorded in the eval files.")
+    storage: bool = option(True, "Apply the protocol's storage step to generated images (tiny-imagenet-c and "
+                                 "the imagenet-c ones: the quality-85 JPEG the released files are); --no-storage "
                                  "evaluates the images before it.")
     frost: str = option("auto", "Frost textures of generated frost: official (the photographs; an error when "
                                 "missing) | procedural (a stand-in) | auto (official when available). "
