@@ -11,7 +11,7 @@ Prints one JSON line per corruption (images/s of each, the speed-up), then a tot
 extrapolates both to the full set, 10 corruptions x 5 severities x 10,000 images.
 
   python benchmarks/cbar.py [--n 2000] [--official-n 32] [--threads 1]
-      [--official-python /work/offvenv-cbar/bin/python --checkout <augmentation-corruption checkout>]
+      [--official-python <venv with its deps>/bin/python --checkout <augmentation-corruption checkout>]
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--official-n", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--corruptions", default=",".join(CBAR_CORRUPTIONS))
-    parser.add_argument("--official-python", default="/work/offvenv-cbar/bin/python")
+    parser.add_argument("--official-python", default=sys.executable,
+                        help="a Python with the generator's pinned dependencies (its requirements)")
     parser.add_argument("--checkout", default=None, help="augmentation-corruption checkout; omit to skip the official side")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
