@@ -25,34 +25,20 @@ Writes:
 import argparse
 import io
 import json
-import os
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from corruptions_resolutions import load_official  # noqa: E402  (numpy-only: the official script's namespace)
+
 DETERMINISTIC = ("brightness", "contrast", "saturate", "pixelate", "jpeg_compression")
 RANDOM = ("elastic_transform",)
 SEEDS = range(4)
 SCRIPT = "ImageNet-C/create_c/make_imagenet_c_inception.py"
-
-
-def load_official(script: Path) -> dict:
-    """The script's distortion functions: its text from 'Distortion Helpers' to 'End Distortions',
-    run in a fresh namespace (the rest loads ImageNet and writes files)."""
-    text = script.read_text()
-    start, end = text.index("# /////////////// Distortion Helpers"), text.index("# /////////////// End Distortions")
-    namespace = {"np": np, "os": os, "__name__": "official_generator"}
-    exec(compile(text[start:end], str(script), "exec"), namespace)
-    gaussian = namespace["gaussian"]
-
-    def gaussian_013(image, sigma=1, multichannel=None, **options):
-        # scikit-image >= 0.20 dropped `multichannel` (0.13's spelling, which the script uses).
-        return gaussian(image, sigma, channel_axis=-1 if multichannel else None, **options)
-
-    namespace["gaussian"] = gaussian_013
-    return namespace
 
 
 def make_inputs(inputs_224: np.ndarray) -> np.ndarray:

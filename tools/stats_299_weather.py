@@ -21,32 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from corruptions_resolutions import load_official  # noqa: E402  (numpy-only: the official script's namespace)
+
 SCRIPT = "ImageNet-C/create_c/make_imagenet_c_inception.py"
 NAMES = ("snow", "frost", "fog", "spatter")
 SEEDS = (0, 1, 2, 3)
 SIZE = 299
-
-
-def load_official(script: Path) -> dict:
-    """The script's distortion functions: its text from 'Distortion Helpers' to 'End Distortions'."""
-    text = script.read_text()
-    start, end = text.index("# /////////////// Distortion Helpers"), text.index("# /////////////// End Distortions")
-    namespace = {"np": np, "os": os, "__name__": "official_generator"}
-    exec(compile(text[start:end], str(script), "exec"), namespace)
-    gaussian = namespace["gaussian"]
-
-    def gaussian_013(image, sigma=1, multichannel=None, **options):
-        # scikit-image >= 0.20 dropped `multichannel` (0.13's spelling, which the script uses).
-        return gaussian(image, sigma, channel_axis=-1 if multichannel else None, **options)
-
-    namespace["gaussian"] = gaussian_013
-    return namespace
 
 
 def test_images(inputs: Path, indices: list[int]) -> np.ndarray:
