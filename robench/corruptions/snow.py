@@ -53,15 +53,9 @@ SNOW = {
         (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
         (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
     ),
-    # make_imagenet_c_inception.py (299 px): ImageNet-C's table, in its own pixels.
-    "imagenet-c-299": (
-        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
-        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
-        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
-        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
-    ),
 }
+# make_imagenet_c_inception.py (299 px) repeats ImageNet-C's table, in its own pixels.
+SNOW["imagenet-c-299"] = SNOW["imagenet-c"]
 
 
 @FUNCTIONS.register("snow", "weather: motion-blurred snow layers over a greyed image")
