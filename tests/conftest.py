@@ -26,6 +26,21 @@ def shared_dir(request) -> Path:
         yield SHARED
 
 
+@pytest.fixture
+def photographs(monkeypatch):
+    """The official frost photographs from ../shared/frost (read, never copied into the repo), found
+    the way an installed imagecorruptions package is; skip when absent."""
+    from robench.corruptions import frost_textures
+
+    folder = SHARED / "frost"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found")
+    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [folder])
+    frost_textures.clear_cache()
+    yield folder
+    frost_textures.clear_cache()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """For modules of small-tensor tests: one torch thread avoids thread hand-offs on a busy machine."""

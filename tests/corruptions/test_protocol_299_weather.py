@@ -19,18 +19,6 @@ IMAGES = (0, 2)  # of the ImageNet-C golden inputs, as tools/stats_299_weather.p
 COPIES = 2  # each copy gets its own draws: a stabler mean than the generator's 2 images per seed
 
 
-@pytest.fixture
-def photographs(monkeypatch):
-    """The official frost photographs from ../shared/frost (read, never copied into the repo)."""
-    folder = SHARED / "frost"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not found")
-    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [folder])
-    frost_textures.clear_cache()
-    yield folder
-    frost_textures.clear_cache()
-
-
 @pytest.fixture(scope="module")
 def clean() -> torch.Tensor:
     """The statistics' test images: golden inputs 0 and 2 upscaled to 299 x 299 (PIL bicubic)."""

@@ -24,19 +24,6 @@ def golden_dir(protocol: str):
     return folder
 
 
-@pytest.fixture
-def photographs(monkeypatch):
-    """The official frost photographs from ../shared/frost (read, never copied into the repo), found
-    the way an installed imagecorruptions package is; skip when absent."""
-    folder = SHARED / "frost"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} not found")
-    monkeypatch.setattr(frost_textures, "package_frost_dirs", lambda: [folder])
-    frost_textures.clear_cache()
-    yield folder
-    frost_textures.clear_cache()
-
-
 def inputs(protocol: str, copies: int = 1) -> torch.Tensor:
     array = np.load(golden_dir(protocol) / "inputs.npy")
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous().repeat(copies, 1, 1, 1)
