@@ -18,7 +18,7 @@ import torch
 from robench.corruptions.cbar import generated_bar_batches
 from robench.corruptions.protocol import CHUNK, SEVERITIES
 from robench.corruptions.registry import generated_batches
-from robench.data.download import data_dir, extract_tar, fetch
+from robench.data.download import data_dir, extract_tar, fetch, find_release
 from robench.errors import RobenchError
 
 
@@ -71,14 +71,7 @@ def find(dataset: str, c_dir: str | Path | None = None) -> Path | None:
     release = release_for(dataset)
     if release is None:
         return None
-    candidates = [Path(c_dir)] if c_dir else []
-    candidates += [data_dir() / release.folder]
-    for folder in candidates:
-        if (folder / "labels.npy").exists():
-            return folder
-        if (folder / release.folder / "labels.npy").exists():
-            return folder / release.folder
-    return None
+    return find_release(release.folder, c_dir, lambda root: (root / "labels.npy").exists())
 
 
 class OfficialCSet:

@@ -13,6 +13,7 @@ import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from robench.errors import RobenchError
 
@@ -32,6 +33,20 @@ def data_dir() -> Path:
         return _DATA_DIR_OVERRIDE
     env = os.environ.get("ROBENCH_DATA")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "robench"
+
+
+def find_release(folder: str | None, given: str | Path | None, holds: Callable[[Path], bool]) -> Path | None:
+    """Where a released set lies: the folder the user gave (--c-dir), then <data dir>/<folder>, each
+    as it is or with the release's own folder inside (an archive extracted one level up); the first
+    that `holds` the set's files, or None."""
+    candidates = [Path(given)] if given else []
+    if folder:
+        candidates.append(data_dir() / folder)
+    for candidate in candidates:
+        for root in (candidate, candidate / folder) if folder else (candidate,):
+            if holds(root):
+                return root
+    return None
 
 
 def md5sum(path: Path, algorithm: str = "md5") -> str:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from robench.data.download import data_dir, extract_tar, fetch
+from robench.data.download import data_dir, extract_tar, fetch, find_release
 from robench.data.stream import StreamedSplit
 from robench.errors import RobenchError
 
@@ -96,13 +96,11 @@ def find(dataset: str, c_dir: str | Path | None = None) -> Path | None:
     release = release_for(dataset)
     if release is None:
         return None
-    candidates = [Path(c_dir)] if c_dir else []
-    candidates += [data_dir() / release.folder]
-    for folder in candidates:
-        for root in (folder, folder / release.folder):
-            if root.is_dir() and any(Path(e.path, "1").is_dir() for e in os.scandir(root) if e.is_dir()):
-                return root
-    return None
+
+    def holds(root: Path) -> bool:
+        return root.is_dir() and any(Path(e.path, "1").is_dir() for e in os.scandir(root) if e.is_dir())
+
+    return find_release(release.folder, c_dir, holds)
 
 
 class ReleasedFolders:

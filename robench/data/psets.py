@@ -21,7 +21,7 @@ import torch
 
 from robench.corruptions.perturbations import FRAMES, PERTURBATIONS, SIZE, generated_sequences
 from robench.data.csets import fill_npy
-from robench.data.download import data_dir, extract_tar, fetch
+from robench.data.download import data_dir, extract_tar, fetch, find_release
 from robench.errors import RobenchError
 
 
@@ -73,14 +73,8 @@ def download(name: str) -> Path:
 def find(dataset: str, p_dir: str | Path | None = None) -> Path | None:
     """The folder holding the official P-set for `dataset`, or None when it is not on disk."""
     release = release_for(dataset)
-    candidates = [Path(p_dir)] if p_dir else []
-    if release is not None:
-        candidates.append(data_dir() / release.folder)
-    for folder in candidates:
-        for inner in (folder, folder / release.folder if release else folder):
-            if (inner / f"{PERTURBATIONS[0]}.npy").exists():
-                return inner
-    return None
+    return find_release(release.folder if release else None, p_dir,
+                        lambda root: (root / f"{PERTURBATIONS[0]}.npy").exists())
 
 
 class OfficialPSet:
