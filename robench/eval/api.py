@@ -18,21 +18,20 @@ from torch import nn
 
 from robench.config import DEFAULT_DATASET, EvalConfig, eval_batch_size
 from robench.corruptions.benchmarks import PROTOCOL_OF, check_size, parse_benchmark, parse_names
-from robench.corruptions.perturbations import generated_sequences
 from robench.corruptions.protocol import parse_severities
-from robench.data import load_split, psets
+from robench.data import load_split
 from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
-from robench.eval.loop import Forward, Setting, cell_row, measure, subset_name
+from robench.eval.loop import (Forward, Setting, cell_row, measure, measure_stability, sequences_of, stability_row,
+                               subset_name)
 from robench.eval.metrics import compute
-from robench.eval.perturbation import measure_perturbation
 from robench.eval.sources import (cell_images, first_images, frost_source, open_official, resolve_protocol,
                                   resolve_source)
 from robench.models import external
 from robench.progress import progress_bar
-from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, STABILITY_FIELDS
+from robench.runfolder.files import CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS
 from robench.runtime.device import resolve_device
 
 _DEFAULT = EvalConfig()
@@ -45,8 +44,8 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
              frost: str = _DEFAULT.frost, c_dir: str | None = _DEFAULT.c_dir, data_dir: str | None = _DEFAULT.data_dir,
              input_range: str | None = _DEFAULT.input_range, normalize: str | None = _DEFAULT.normalize,
              image_size: int | None = _DEFAULT.image_size, checkpoint: str | None = _DEFAULT.checkpoint,
-             pretrained: bool = _DEFAULT.pretrained, protocol: str = _DEFAULT.protocol, storage: bool = _DEFAULT.storage,
-             benchmark: str = _DEFAULT.benchmark):
+             pretrained: bool = _DEFAULT.pretrained, protocol: str = _DEFAULT.protocol,
+             storage: bool = _DEFAULT.storage, benchmark: str = _DEFAULT.benchmark):
     """Evaluate `model` on the clean test set and every requested (corruption, severity) cell.
 
     `model` is an `nn.Module` (fed float images in [0, 1], or in `input_range`, normalised with
@@ -82,7 +81,9 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     if benchmark == "p":
         return _stability(net, test, names, setting, folder, device, eval_batch_size(batch_size, device))
 
-    official = open_official(folder, test, dataset, names, parse_severities(severities)) if source_ == "official" else None
+    official = None
+    if source_ == "official":
+        official = open_official(folder, test, dataset, names, parse_severities(severities))
     batch_size = eval_batch_size(batch_size, device)
     images = cell_images(test, slice(0, len(test)), official, seed, batch_size, frost_,
                          device if source_ == "generated" else None, protocol=protocol_, storage=storage_ != "none",
@@ -100,21 +101,13 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
 def _stability(net: nn.Module, test, names: list[str], setting: Setting, folder, device: torch.device,
                batch_size: int):
     """The -P rows: each perturbation's sequences (released in `folder`, else generated from the test
-    images with their per-sequence seeds) through the model."""
+    images with their per-sequence seeds) through the model, as `robench eval --benchmark p` reads them."""
     import pandas as pd
 
     forward = Forward(net, batch_size, device, echo=lambda _: None)
-    official = psets.OfficialPSet(folder) if setting.source == "official" else None
-    n = min(len(test), official.check(names)) if official is not None else len(test)
-    images = None if official is not None else first_images(test, n).to(device)
-    rows = []
-    for name in names:
-        sequences = (official.sequences(name, 100, 0, n) if official is not None
-                     else generated_sequences(images, name, setting.seed))
-        result = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, name,
-                                      frames_per_call=batch_size).result()
-        rows.append(dict(corruption=name, severity=0, n=result["n"], frames=result["frames"],
-                         **{k: result[k] for k in STABILITY_FIELDS}, **setting.columns))
+    _, sequences = sequences_of(test, folder if setting.source == "official" else None, names, setting.seed, device)
+    rows = [stability_row(name, state.result(), setting, text=False)
+            for name, state in measure_stability(forward, names, sequences)]
     return pd.DataFrame(rows, columns=P_FIELDS)
 
 

@@ -253,15 +253,17 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     n = len(test)
     batch_size = eval_batch_size(cfg.batch_size, device)
     # Released files are checked before anything is written; a P-set has no labels.npy (not a C-set).
-    if source == "official" and p.setting.benchmark == "p":
-        psets.OfficialPSet(p.folder).check(names)
+    if p.setting.benchmark == "p":
+        n, sequences = sequences_of(test, p.folder if source == "official" else None, names, cfg.seed, device,
+                                    _chunk_share)
     official = (open_official(p.folder, test, dataset, names, p.severities)
                 if source == "official" and p.setting.benchmark != "p" else None)
     if subject.trained and not (subject.run_dir / RUN_JSON).exists():
         echo(f"note: {subject.run_dir} has no {RUN_JSON} (its training did not finish); evaluating its last "
              f"checkpoint (epoch {subject.descriptions[0].get('epoch', '?')})")
 
-    record = dict(corruptions=names, severities=p.severities, frost_textures=p.frost, force=cfg.force, limit=subject.limit,
+    record = dict(corruptions=names, severities=p.severities, frost_textures=p.frost, force=cfg.force,
+                  limit=subject.limit,
                   checkpoint_epoch=subject.descriptions[0].get("epoch") if subject.trained else None,
                   batch_size=batch_size, ranks=distributed.world_size(), device=device_name(device),
                   c_dir=str(p.folder) if p.folder else None)
@@ -269,7 +271,7 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     if distributed.is_main():
         subject.write_run_json(model, dataset, test.num_classes, device_name(device))
     if p.setting.benchmark == "p":
-        return _evaluate_p(p, model, store, todo, device, batch_size, started, echo)
+        return _evaluate_p(p, Forward(model, batch_size, device, echo), store, todo, n, sequences, started, echo)
     # Generated corruptions run on the device (a streamed test set moves there chunk by chunk).
     images = cell_images(test, _chunk_share(n), official, cfg.seed, batch_size, p.frost,
                          device if source == "generated" else None, protocol=p.setting.protocol,
@@ -302,43 +304,75 @@ def _evaluate_run(cfg: EvalConfig, device: torch.device, started: float, echo) -
     return out
 
 
-def _evaluate_p(p: Plan, model, store: CellStore, todo: list[Cell], device: torch.device, batch_size: int,
-                started: float, echo) -> Path:
-    """The -P cells: each perturbation's sequences (released, or generated from the test images with
-    per-sequence seeds) through the model, their stability combined over the ranks (each rank takes
-    a contiguous share of whole chunks of sequences)."""
-    n = len(p.test)
-    official = psets.OfficialPSet(p.folder) if p.source == "official" else None
-    if official is not None:
-        n = min(n, official.check(p.names))
-    share = _chunk_share(n)
+@dataclass
+class Sequences:
+    """Where the -P sequences of test images [start, stop) come from: the released files, or robench's
+    generator on `images` (those test images, on the device), each sequence seeded by its index."""
+
+    official: psets.OfficialPSet | None
+    images: torch.Tensor | None
+    seed: int
+    start: int
+    stop: int
+
+    def of(self, perturbation: str):
+        if self.official is not None:
+            return self.official.sequences(perturbation, P_SEQUENCES_PER_CALL, self.start, self.stop)
+        return generated_sequences(self.images, perturbation, self.seed, offset=self.start)
+
+
+def sequences_of(test, folder: Path | None, names: list[str], seed: int, device: torch.device,
+                 share: Callable[[int], slice] = lambda n: slice(0, n)) -> tuple[int, Sequences]:
+    """(n, the Sequences of this rank's share): the released P-set in `folder` (checked, before any
+    work), else sequences generated from the test images (decoded first, for image files)."""
+    official = psets.OfficialPSet(folder) if folder is not None else None
+    n = min(len(test), official.check(names)) if official is not None else len(test)
+    part = share(n)
     images = None
-    if official is None:  # the sequences start from this rank's test images (decoded, for image files)
-        images = (p.test.read(share.start, share.stop) if isinstance(p.test, ChunkedSplit) else p.test.images[share])
+    if official is None:
+        images = test.read(part.start, part.stop) if isinstance(test, ChunkedSplit) else test.images[part]
         images = images.to(device)
-    forward = Forward(model, batch_size, device, echo)
+    return n, Sequences(official, images, seed, part.start, part.stop)
+
+
+def measure_stability(forward: Forward, names: Iterable[str], sequences: Sequences, bar=None):
+    """Each perturbation's StabilityState in order, combined over the ranks (the -P counterpart of
+    `measure`)."""
+    for name in names:
+        if bar is not None:
+            bar.describe(name)
+        state = measure_perturbation(lambda x: forward.logits(x.to(forward.device)), sequences.of(name), name,
+                                     frames_per_call=forward.batch_size)
+        if distributed.world_size() > 1:  # a collective: every rank must call it, not only rank 0
+            for other in distributed.all_gather_objects(state)[1:]:
+                state.merge(other)
+        if bar is not None:
+            bar.advance(sequences.stop - sequences.start)
+        yield name, state
+
+
+def stability_row(perturbation: str, result: dict, setting: Setting, text: bool = True) -> dict:
+    """One -P eval-CSV row (runfolder.files.P_FIELDS): the means over sequences, as fractions, written
+    as the CSV holds them (6 decimals) or, with text=False, as the numbers themselves."""
+    values = {k: f"{result[k]:.6f}" if text else result[k] for k in STABILITY_FIELDS}
+    return dict(corruption=perturbation, severity=0, n=result["n"], frames=result["frames"], **values,
+                **setting.columns)
+
+
+def _evaluate_p(p: Plan, forward: Forward, store: CellStore, todo: list[Cell], n: int, sequences: Sequences,
+                started: float, echo) -> Path:
+    """The -P cells: each perturbation's sequences of n (this rank's share of whole chunks of them)
+    through the model, their stability combined over the ranks."""
     echo(f"evaluating {' + '.join(p.subject.specs)} on {p.subject.dataset}-P ({n} sequences x {len(p.names)} "
-         f"perturbations, {p.source}) on {device_name(device)}"
+         f"perturbations, {p.source}) on {device_name(forward.device)}"
          + (f"; {len(p.cells) - len(todo)} perturbations already done are skipped" if len(todo) < len(p.cells) else ""))
     frames = 0
     with progress_bar("eval -P", total=n * len(todo) if distributed.is_main() else None) as bar:
-        for cell in todo:
-            bar.describe(cell.corruption)
-            if official is not None:
-                sequences = official.sequences(cell.corruption, P_SEQUENCES_PER_CALL, share.start, share.stop)
-            else:
-                sequences = generated_sequences(images, cell.corruption, p.cfg.seed, offset=share.start)
-            state = measure_perturbation(lambda x: forward.logits(x.to(device)), sequences, cell.corruption,
-                                         frames_per_call=batch_size)
-            if distributed.world_size() > 1:  # a collective: every rank must call it, not only rank 0
-                for other in distributed.all_gather_objects(state)[1:]:
-                    state.merge(other)
-            bar.advance(n)
+        for name, state in measure_stability(forward, [cell.corruption for cell in todo], sequences, bar):
             if distributed.is_main():
                 result = state.result()
                 frames += result["n"] * result["frames"]
-                store.commit(dict(corruption=cell.corruption, severity=0, n=result["n"], frames=result["frames"],
-                                  **{k: f"{result[k]:.6f}" for k in STABILITY_FIELDS}, **p.setting.columns))
+                store.commit(stability_row(name, result, p.setting))
     seconds = time.time() - started
     if distributed.is_main():
         store.finish(seconds=round(seconds, 2), images_per_s=round(frames / seconds, 1))
