@@ -24,8 +24,7 @@ from robench.data.download import set_data_dir
 from robench.errors import RobenchError
 from robench.eval import subjects
 from robench.eval.cell import CLEAN, EXTRA_CELLS, STANDARD_CELLS, requested
-from robench.eval.loop import (Forward, Setting, cell_row, measure, measure_stability, sequences_of, stability_row,
-                               subset_name)
+from robench.eval.loop import Forward, Setting, cell_row, measure, measure_stability, sequences_of, stability_row
 from robench.eval.metrics import compute
 from robench.eval.sources import (cell_images, first_images, frost_source, open_official, resolve_protocol,
                                   resolve_source)
@@ -76,7 +75,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
         protocol_, storage_, _ = resolve_protocol(protocol, storage, size, source_, dataset, lambda _: None)
     else:
         protocol_, storage_ = PROTOCOL_OF[benchmark], "none"
-    setting = Setting(dataset, source_, seed, benchmark, protocol_, storage_, subset_name(None))
+    setting = Setting(dataset, source_, seed, benchmark, protocol_, storage_)
     net = _build(model, test, device, subjects.ModelOptions(checkpoint, pretrained, input_range, normalize, image_size))
     if benchmark == "p":
         return _stability(net, test, names, setting, folder, device, eval_batch_size(batch_size, device))

@@ -36,8 +36,9 @@ from robench.eval.sources import (CellImages, cell_images, first_images, frost_s
                                   resolve_source)
 from robench.progress import progress_bar
 from robench.runfolder.cellstore import CellStore
-from robench.runfolder.files import (CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, RUN_JSON, STABILITY_FIELDS,
-                                     atomic_write_bytes, eval_csv_path, predictions_path, read_eval_csv)
+from robench.runfolder.files import (CALIBRATION_FIELDS, EVAL_FIELDS, P_FIELDS, RUN_JSON, SETTING_DEFAULTS,
+                                     STABILITY_FIELDS, atomic_write_bytes, eval_csv_path, predictions_path,
+                                     read_eval_csv)
 from robench.runtime import distributed
 from robench.runtime.device import device_name, full_fp32
 
@@ -129,10 +130,10 @@ class Setting:
     dataset: str
     source: str
     seed: int
-    benchmark: str = "c"
-    protocol: str = "cifar10-c"
-    storage: str = "none"
-    subset: str = "all"
+    benchmark: str
+    protocol: str
+    storage: str
+    subset: str = SETTING_DEFAULTS["subset"]  # or a named subset (robustbench-5k); a --limit shows in `n`
 
     @property
     def columns(self) -> dict:
@@ -144,12 +145,6 @@ def cell_row(cell: Cell, result: dict, setting: Setting, frost: str | None) -> d
     return dict(corruption=cell.corruption, severity=cell.severity, n=result["n"], correct=result["correct"],
                 error=f"{100 * result['error']:.4f}", frost_textures=frost if cell.corruption == "frost" else "",
                 **{k: f"{result[k]:.6f}" for k in CALIBRATION_FIELDS}, **setting.columns)
-
-
-def subset_name(subset: str | None) -> str:
-    """The subset column: a named subset of the test set (e.g. robustbench-5k), or "all". A --limit
-    is recorded by the rows' `n` (and in the .json), as before the column existed."""
-    return subset or "all"
 
 
 # ----------------------------------------------------------------------------- `robench eval`
@@ -220,7 +215,7 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
             raise RobenchError(f"--protocol {cfg.protocol} is for -C corruptions; --benchmark {benchmark} has its own "
                                f"generator (leave --protocol out)")
         protocol, storage, tag = PROTOCOL_OF[benchmark], "none", benchmark
-    setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, subset_name(cfg.subset))
+    setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, cfg.subset)
     if setting.subset != "all":  # a subset's cells get their own file, beside the whole set's
         tag = "-".join(part for part in (tag, setting.subset) if part)
     return Plan(cfg, subject, test, source, folder, frost, names, severities, setting, tag)
