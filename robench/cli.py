@@ -304,7 +304,7 @@ def data_generate(
     data_dir: Optional[str] = DATA_DIR,
 ):
     from robench.corruptions.frost_textures import resolve_frost
-    from robench.corruptions.benchmarks import check_size, parse_benchmark, parse_names
+    from robench.corruptions.benchmarks import check_own_generator, check_size, parse_benchmark, parse_names
     from robench.corruptions.protocol import SEVERITIES, check_protocol_name
     from robench.data import csets, load_split, psets
     from robench.data.download import set_data_dir
@@ -325,10 +325,8 @@ def data_generate(
     test = load_split(dataset, False, limit=limit)
     n, labels = len(test), test.labels
     streamed = isinstance(test, ChunkedSplit)  # image folders: decoded a chunk at a time
+    check_own_generator(benchmark, protocol, storage)
     if benchmark != "c":
-        if protocol != "auto" or not storage:
-            raise RobenchError(f"--protocol and --no-storage are for -C corruptions; --benchmark {benchmark} has its "
-                               f"own generator (leave them out)")
         check_size(benchmark, *first_images(test, 1).shape[-2:], dataset)
         images = (test.read(0, n) if streamed else test.images).to(device_)
         steps = len(names) * (len(SEVERITIES) if benchmark == "c-bar" else 1)
@@ -406,7 +404,8 @@ def demo(
     epochs: Optional[int] = typer.Option(None, help="Override the demo's epochs."),
     device: str = DEVICE,
     full: bool = typer.Option(False, "--full", help="Also evaluate CIFAR-10-C-bar and CIFAR-10-P (C-bar error, mFP "
-                                                    "and mT5D in the leaderboard; about 5 more minutes on 2 CPU cores)."),
+                                                    "and mT5D in the leaderboard; about 5 more minutes on 2 "
+                                                    "CPU cores)."),
 ):
     from robench.demo import demo as run_demo
 

@@ -358,6 +358,7 @@ CASES = [
     ("p-with-protocol-imagenet-c", EVAL_P + ["--protocol", "imagenet-c"], None, "--protocol imagenet-c is for -C"),
     ("c-bar-with-protocol-scaled", EVAL_P + ["--benchmark", "c-bar", "--protocol", "scaled"], None,
      "--protocol scaled is for -C"),
+    ("p-with-no-storage", EVAL_P + ["--no-storage"], None, "--no-storage is for -C corruptions"),
     ("p-on-224-px", EVAL_P + ["--dataset", "folder:{inputs}/tree"], image_tree("tree"), "defined on 32x32 images"),
     ("p-on-64-px", EVAL_P + ["--dataset", "tiny-imagenet"], tiny_imagenet_64, "has 64x64"),
     ("p-with-corruptions-extra", EVAL_P + ["--corruptions", "extra"], None, "--corruptions extra is a -C set"),

@@ -45,7 +45,18 @@ def parse_benchmark(spec: str) -> str:
 def check_size(benchmark: str, height: int, width: int, dataset: str) -> None:
     """C-bar and -P are each one generator written for CIFAR's 32 x 32 images (-C has protocols)."""
     if benchmark != "c" and (height, width) != (32, 32):
-        raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {dataset} has {height}x{width}")
+        raise RobenchError(f"--benchmark {benchmark} is defined on 32x32 images (CIFAR), {dataset} has "
+                           f"{height}x{width}")
+
+
+def check_own_generator(benchmark: str, protocol: str, storage: bool) -> None:
+    """C-bar and -P have one generator each: a -C protocol or --no-storage given with them is a mistake."""
+    if benchmark == "c":
+        return
+    flag = f"--protocol {protocol}" if protocol != "auto" else "--no-storage" if not storage else None
+    if flag:
+        raise RobenchError(f"{flag} is for -C corruptions; --benchmark {benchmark} has its own generator "
+                           f"(leave it out)")
 
 
 def parse_names(benchmark: str, spec: str) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from robench.config import DEFAULT_DATASET, EvalConfig, eval_batch_size
-from robench.corruptions.benchmarks import PROTOCOL_OF, check_size, parse_benchmark, parse_names
+from robench.corruptions.benchmarks import PROTOCOL_OF, check_own_generator, check_size, parse_benchmark, parse_names
 from robench.corruptions.protocol import parse_severities
 from robench.data import load_split
 from robench.data.download import set_data_dir
@@ -71,6 +71,7 @@ def evaluate(model: nn.Module | str | Sequence, dataset: str = DEFAULT_DATASET,
     test = load_split(dataset, False, limit=limit)
     size = tuple(first_images(test, 1).shape[-2:])
     check_size(benchmark, *size, dataset)
+    check_own_generator(benchmark, protocol, storage)
     if benchmark == "c":
         protocol_, storage_, _ = resolve_protocol(protocol, storage, size, source_, dataset, lambda _: None)
     else:

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from robench.config import EvalConfig, eval_batch_size
-from robench.corruptions.benchmarks import PROTOCOL_OF, check_size, parse_benchmark, parse_names
+from robench.corruptions.benchmarks import PROTOCOL_OF, check_own_generator, check_size, parse_benchmark, parse_names
 from robench.corruptions.perturbations import generated_sequences
 from robench.corruptions.protocol import CHUNK, parse_severities
 from robench.data import Split, load_split, psets
@@ -208,12 +208,10 @@ def plan(cfg: EvalConfig, echo: Callable[[str], None] = print) -> Plan:
                       **file_options(cfg, subject.dataset))
     size = tuple(first_images(test, 1).shape[-2:])
     check_size(benchmark, *size, subject.dataset)
+    check_own_generator(benchmark, cfg.protocol, cfg.storage)
     if benchmark == "c":
         protocol, storage, tag = resolve_protocol(cfg.protocol, cfg.storage, size, source, subject.dataset, echo)
     else:  # C-bar and -P: one generator each
-        if cfg.protocol not in ("auto", PROTOCOL_OF[benchmark]):
-            raise RobenchError(f"--protocol {cfg.protocol} is for -C corruptions; --benchmark {benchmark} has its own "
-                               f"generator (leave --protocol out)")
         protocol, storage, tag = PROTOCOL_OF[benchmark], "none", benchmark
     setting = Setting(subject.dataset, source, cfg.seed, benchmark, protocol, storage, cfg.subset)
     if setting.subset != "all":  # a subset's cells get their own file, beside the whole set's
